@@ -1,0 +1,1 @@
+"""The `dcclip` command line."""
