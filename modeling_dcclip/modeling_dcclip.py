@@ -36,6 +36,8 @@ class DCCLIPOutput(ModelOutput):
 
     Attributes:
         loss: symmetric contrastive loss, when `return_loss=True`.
+        logit_scale: the clamped temperature (exp of the log scale) used for the logits, a 0-dim tensor; trainers
+            read it here because under ZeRO-3 the parameter itself is only materialised inside forward.
         logits_per_image: `(n_images, n_texts)` scaled cosine similarities.
         logits_per_text: `(n_texts, n_images)`, the transpose.
         text_embeds: L2-normalised projected text embeddings.
@@ -45,6 +47,7 @@ class DCCLIPOutput(ModelOutput):
     """
 
     loss: torch.FloatTensor | None = None
+    logit_scale: torch.FloatTensor | None = None
     logits_per_image: torch.FloatTensor | None = None
     logits_per_text: torch.FloatTensor | None = None
     text_embeds: torch.FloatTensor | None = None
@@ -118,7 +121,8 @@ class DCCLIPModel(DCCLIPPreTrainedModel):
         self.text_embed_dim = int(config.text_config.hidden_size)
         self.visual_projection = nn.Linear(self.vision_embed_dim, config.projection_dim, bias=False)
         self.text_projection = nn.Linear(self.text_embed_dim, config.projection_dim, bias=False)
-        self.logit_scale = nn.Parameter(torch.tensor(float(config.logit_scale_init_value)))
+        # Shape (1,), not a 0-dim scalar: DeepSpeed ZeRO cannot broadcast or partition 0-dim parameters.
+        self.logit_scale = nn.Parameter(torch.full((1,), float(config.logit_scale_init_value)))
         # A saved folder must load with AutoModel and with the zero-shot pipeline's auto class, both as remote code.
         config.auto_map = {**_AUTO_MAP, **(getattr(config, "auto_map", None) or {})}
         self.post_init()
@@ -243,13 +247,14 @@ class DCCLIPModel(DCCLIPPreTrainedModel):
 
         image_embeds = F.normalize(image_embeds, dim=-1)
         text_embeds = F.normalize(text_embeds, dim=-1)
-        logit_scale = self.logit_scale.clamp(max=self.config.max_logit_scale).exp()
+        logit_scale = self.logit_scale.clamp(max=self.config.max_logit_scale).exp().squeeze()
         logits_per_text = logit_scale * text_embeds @ image_embeds.t()
         logits_per_image = logits_per_text.t()
         loss = symmetric_clip_loss(logits_per_text) if return_loss else None
 
         output = DCCLIPOutput(
             loss=loss,
+            logit_scale=logit_scale,
             logits_per_image=logits_per_image,
             logits_per_text=logits_per_text,
             text_embeds=text_embeds,

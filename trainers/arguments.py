@@ -39,6 +39,20 @@ def _to_flags(values: dict[str, Any]) -> list[str]:
     return flags
 
 
+def _drop_local_rank(argv: list[str]) -> list[str]:
+    kept: list[str] = []
+    skip_value = False
+    for arg in argv:
+        if skip_value:
+            skip_value = False
+            continue
+        if arg in ("--local_rank", "--local-rank"):
+            skip_value = True
+        elif not arg.startswith(("--local_rank=", "--local-rank=")):
+            kept.append(arg)
+    return kept
+
+
 def parse_config_and_overrides(dataclass_types: tuple, argv: list[str]) -> tuple:
     """Parse `[config.yaml|config.json] [--flag value ...]` into instances of `dataclass_types`.
 
@@ -46,6 +60,9 @@ def parse_config_and_overrides(dataclass_types: tuple, argv: list[str]) -> tuple
     error that names them.
     """
     parser = HfArgumentParser(dataclass_types)
+    # The deepspeed launcher puts --local_rank=N before everything else; TrainingArguments reads LOCAL_RANK from the
+    # environment, so the flag is dropped here, before looking for the config file.
+    argv = _drop_local_rank(list(argv))
     file_values: dict[str, Any] = {}
     if argv and not argv[0].startswith("-") and Path(argv[0]).suffix in (".yaml", ".yml", ".json"):
         file_values = _load_config_file(Path(argv[0]))
@@ -56,8 +73,6 @@ def parse_config_and_overrides(dataclass_types: tuple, argv: list[str]) -> tuple
         raise ValueError(f"unknown key(s) in config file: {', '.join(unknown)}")
     outputs = parser.parse_args_into_dataclasses(args=_to_flags(file_values) + list(argv), return_remaining_strings=True)
     *parsed, remaining = outputs
-    # launchers add --local_rank / --local-rank; TrainingArguments reads LOCAL_RANK from the environment instead
-    remaining = [arg for arg in remaining if not arg.startswith(("--local_rank", "--local-rank"))]
     if remaining:
         raise ValueError(f"unknown command-line argument(s): {' '.join(remaining)}")
     return tuple(parsed)
