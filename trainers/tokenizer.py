@@ -13,7 +13,6 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import sentencepiece as spm
-from tokenizers import normalizers
 from transformers import XLMRobertaTokenizer
 
 logger = logging.getLogger(__name__)
@@ -63,9 +62,9 @@ def build_bilingual_tokenizer(
         if not (processor.is_unknown(i) or processor.is_control(i))
     ]
     vocab = [(token, 0.0) for token in _LEADING_SPECIALS] + pieces + [(_MASK, 0.0)]
+    # No extra normaliser: transformers 5 rebuilds XLMRobertaTokenizer from its vocabulary on load and would drop it,
+    # so a saved tokenizer would split full-width text differently from the one returned here.
     tokenizer = XLMRobertaTokenizer(vocab=vocab, model_max_length=model_max_length)
-    # SentencePiece normalises with NFKC (full-width punctuation -> ASCII); keep that behaviour in the wrapped tokenizer.
-    tokenizer.backend_tokenizer.normalizer = normalizers.NFKC()
     logger.info("bilingual tokenizer: %d tokens from %d sentences", len(tokenizer), len(corpus))
     if save_dir is not None:
         tokenizer.save_pretrained(str(save_dir))

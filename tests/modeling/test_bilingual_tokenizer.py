@@ -22,7 +22,7 @@ def test_tokenizer_keeps_xlm_roberta_special_token_layout(tiny_tokenizer):
 def test_tokenizer_saves_and_loads_with_auto_tokenizer(tiny_tokenizer, tmp_path):
     tiny_tokenizer.save_pretrained(tmp_path)
     loaded = AutoTokenizer.from_pretrained(tmp_path)
-    text = ["左边有一个绿色的三角形", "two yellow stars"]
+    text = ["左边有一个绿色的三角形", "two yellow stars", "ＡＢＣ，全角"]
     assert loaded(text, padding=True)["input_ids"] == tiny_tokenizer(text, padding=True)["input_ids"]
 
 
