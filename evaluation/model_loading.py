@@ -1,0 +1,88 @@
+"""Loading the models an evaluation compares: the AltCLIP teacher, DC-CLIP students, or another CLIP-like model."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoModel, AutoProcessor
+from transformers.utils import cached_file
+
+import modeling_dcclip  # noqa: F401  (registers DCCLIP with AutoModel / AutoProcessor)
+from evaluation.results import ModelInfo, Role
+
+
+@dataclass
+class EvaluatedModel:
+    """A model, its processor, and how the reports name and describe it."""
+
+    name: str
+    path: str
+    role: Role
+    model_type: str
+    model: torch.nn.Module
+    processor: object
+
+    def info(self) -> ModelInfo:
+        """Metadata for ``results.json``."""
+        vision, text = tower_parameter_counts(self.model)
+        return ModelInfo(
+            name=self.name,
+            path=self.path,
+            role=self.role,
+            model_type=self.model_type,
+            num_parameters=sum(p.numel() for p in self.model.parameters()),
+            num_parameters_vision=vision,
+            num_parameters_text=text,
+        )
+
+
+def tower_parameter_counts(model: torch.nn.Module) -> tuple[int, int]:
+    """Parameters of the image side (``vision_model`` + ``visual_projection``) and the text side (``text_model`` +
+    ``text_projection``); a CLIP-like model without such a part counts 0 for it."""
+
+    def count(*names: str) -> int:
+        parts = [getattr(model, name, None) for name in names]
+        return sum(p.numel() for part in parts if part is not None for p in part.parameters())
+
+    return count("vision_model", "visual_projection"), count("text_model", "text_projection")
+
+
+def read_model_type(path_or_id: str) -> str:
+    """``model_type`` from the ``config.json`` of a local folder or a Hub id."""
+    config_path = cached_file(path_or_id, "config.json")
+    with open(config_path, encoding="utf-8") as handle:
+        model_type = json.load(handle).get("model_type")
+    if not model_type:
+        raise ValueError(f"{path_or_id}: config.json has no model_type")
+    return model_type
+
+
+def load_evaluated_model(
+    path_or_id: str, role: Role, name: str | None = None, device: str | torch.device = "cpu"
+) -> EvaluatedModel:
+    """Load a model and its processor for evaluation, in eval mode on ``device``.
+
+    ``altclip`` folders / ids load as transformers' ``AltCLIPModel`` (the teacher), ``dcclip`` ones as our
+    ``DCCLIPModel``, other model types as ``AutoModel`` gives them, provided they have ``get_image_features`` and
+    ``get_text_features``. Remote code is never run.
+
+    Args:
+        path_or_id: a saved model folder or a Hub id.
+        role: ``"teacher"`` or ``"student"``.
+        name: label in reports; defaults to the folder name / Hub id.
+        device: where to run it.
+    """
+    model_type = read_model_type(path_or_id)
+    # Importing modeling_dcclip registered DCCLIP with the Auto classes, so one code path serves every model type.
+    model = AutoModel.from_pretrained(path_or_id)
+    processor = AutoProcessor.from_pretrained(path_or_id)
+    if not (hasattr(model, "get_image_features") and hasattr(model, "get_text_features")):
+        raise TypeError(
+            f"{path_or_id}: {type(model).__name__} is not CLIP-like (needs get_image_features and get_text_features)"
+        )
+    model.to(device).eval()
+    label = name or (Path(path_or_id).name if Path(path_or_id).exists() else path_or_id)
+    return EvaluatedModel(label, str(path_or_id), role, model_type, model, processor)
