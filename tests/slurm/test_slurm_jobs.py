@@ -114,7 +114,7 @@ def test_distill_job_exits_0_and_leaves_a_loadable_student(distill_run):
     assert distill_run["job"].exit_code == "0:0"
     output_dir = distill_run["output_dir"]
     _assert_ran_on_two_ranks(distill_run["log"], output_dir / f"checkpoint-{MAX_STEPS}")
-    student = DCCLIPModel.from_pretrained(output_dir)
+    student = DCCLIPModel.from_pretrained(output_dir / "final")
     assert student.get_image_features(torch.zeros(1, 3, 32, 32)).shape == (1, student.config.projection_dim)
 
 
@@ -125,7 +125,7 @@ def test_align_job_exits_0_and_leaves_a_loadable_student(
     flags = [f"--{name}={stage_inputs[name]}" for name in ("train_data", "eval_data", "zero_shot_benchmark")]
     job_id = slurm_cluster.sbatch(
         REPO_ROOT / "slurm/align.sh", str(REPO_ROOT / "configs/align_tiny.yaml"),
-        f"--student={distill_run['output_dir']}", *flags, *_run_flags(output_dir), options=TWO_CPU_TASKS, cwd=tmp_path,
+        f"--student={distill_run['output_dir'] / 'final'}", *flags, *_run_flags(output_dir), options=TWO_CPU_TASKS, cwd=tmp_path,
         env={**job_environment, "SBATCH_TIMELIMIT": "15"},  # sbatch's own variables override the script's lines
     )  # fmt: skip
     job = slurm_cluster.wait_for_state(job_id, {"COMPLETED"}, JOB_TIMEOUT_S, log=_log(tmp_path, "align", job_id))
@@ -163,7 +163,7 @@ def test_cancelled_resubmitted_and_preempted_job_ends_with_the_uninterrupted_wei
     _wait_for_complete_checkpoint(output_dir, 0, first, slurm_cluster, JOB_TIMEOUT_S)
     slurm_cluster.run("scancel", str(first))
     slurm_cluster.wait_for_state(first, {"CANCELLED"}, 60)
-    assert not (output_dir / "model.safetensors").exists(), "the run finished before the cancel landed"
+    assert not (output_dir / "final" / "model.safetensors").exists(), "the run finished before the cancel landed"
     resume_point = find_resume_checkpoint(output_dir)
     assert resume_point is not None
 
@@ -183,4 +183,4 @@ def test_cancelled_resubmitted_and_preempted_job_ends_with_the_uninterrupted_wei
     assert f"auto-resume: {resume_point}" in job_log
     assert "USR1 received" in job_log and f"job {second} (restart 1)" in job_log
     assert job_log.count(f"auto-resume: {output_dir}/checkpoint-") == 2 * 2  # both starts resumed, on both ranks
-    assert_same_weights(output_dir, distill_run["output_dir"])
+    assert_same_weights(output_dir / "final", distill_run["output_dir"] / "final")
