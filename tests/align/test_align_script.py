@@ -95,7 +95,8 @@ def _torchrun(port: int) -> list[str]:
 
 
 def _deepspeed(port: int) -> list[str]:
-    return ["deepspeed", "--num_gpus", "2", "--master_port", str(port)]
+    # the launcher of this interpreter's environment: CI runs pytest without activating the venv
+    return [str(Path(sys.executable).parent / "deepspeed"), "--num_gpus", "2", "--master_port", str(port)]
 
 
 # launcher, and the flags of the run; the ZeRO-3 run also uses the memory-saving local loss, which must give the same
