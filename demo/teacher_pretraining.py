@@ -1,0 +1,152 @@
+"""The demo's stand-in for `BAAI/AltCLIP`: a small model of the AltCLIP architecture (transformers' `AltCLIPModel`:
+ViT image tower, XLM-R text tower pooled at its first token) trained contrastively on the benchmark with the HF Trainer.
+
+This is not a DC-CLIP stage: the real teacher comes pretrained. It exists because the real one cannot be downloaded
+here; `dcclip demo --teacher BAAI/AltCLIP` skips it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from transformers import AltCLIPConfig, AltCLIPModel, AltCLIPProcessor, Trainer, TrainingArguments, set_seed
+
+from modeling_dcclip import make_image_processor
+from trainers.data import ImageTextCollator, SampleQualityCallback, load_image_text_data
+
+from .scales import TeacherSettings
+
+
+def build_teacher(tokenizer, settings: TeacherSettings, seed: int) -> tuple[AltCLIPModel, AltCLIPProcessor]:
+    """A randomly initialised AltCLIP of `settings`' size that uses `tokenizer`, and its processor."""
+    width, heads, mlp = settings.hidden_size, settings.num_heads, settings.mlp_ratio * settings.hidden_size
+    text_config = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": width,
+        "num_hidden_layers": settings.num_layers,
+        "num_attention_heads": heads,
+        "intermediate_size": mlp,
+        "project_dim": width,
+        "max_position_embeddings": int(tokenizer.model_max_length) + 2,  # XLM-R positions start after the pad id
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    vision_config = {
+        "hidden_size": width,
+        "num_hidden_layers": settings.num_layers,
+        "num_attention_heads": heads,
+        "intermediate_size": mlp,
+        "image_size": settings.image_size,
+        "patch_size": settings.patch_size,
+    }
+    config = AltCLIPConfig(
+        text_config=text_config,
+        vision_config=vision_config,
+        projection_dim=settings.projection_dim,
+        logit_scale_init_value=settings.logit_scale_init,
+    )
+    set_seed(seed)
+    model = AltCLIPModel(config)
+    start_attention_as_token_average(model)
+    processor = AltCLIPProcessor(image_processor=make_image_processor(settings.image_size), tokenizer=tokenizer)
+    return model, processor
+
+
+@torch.no_grad()
+def start_attention_as_token_average(model: AltCLIPModel) -> None:
+    """Initialise every attention layer of both towers as an exact average over the tokens (query weights zero,
+    value and output maps identity), so the first token that AltCLIP pools starts as a summary of the whole caption
+    or image.
+
+    Why: with the default random initialisation, the pooled first token of a freshly built small AltCLIP is the same
+    vector for every caption (cosine 1.000 between any two), and contrastive training from scratch stalls at
+    matching the background brightness (loss stuck near 3.85 at batch 64 for 1000+ steps, zero-shot at chance).
+    Starting from the average, it learns colour and position within a few hundred steps. Only the initialisation
+    changes; the architecture is AltCLIP's.
+    """
+    text_layers = [layer.attention for layer in model.text_model.roberta.encoder.layers]
+    vision_layers = [layer.self_attn for layer in model.vision_model.encoder.layers]
+    pairs = [(a.self.query, a.self.value, a.output.dense) for a in text_layers]
+    pairs += [(a.q_proj, a.v_proj, a.out_proj) for a in vision_layers]
+    for query, value, output in pairs:
+        query.weight.zero_()
+        value.weight.copy_(torch.eye(value.weight.shape[0]))
+        output.weight.copy_(torch.eye(output.weight.shape[0]))
+
+
+class ContrastiveBatchCollator:
+    """Canonical samples -> `AltCLIPModel` inputs with `return_loss=True` (the model computes CLIP's loss).
+
+    One caption per image, its language drawn at random (`bilingual="sample"`): plain CLIP loss counts every other
+    row as a negative, so an image must not appear twice in a batch.
+    """
+
+    def __init__(self, processor, max_text_length: int):
+        self.collator = ImageTextCollator(processor, bilingual="sample", max_text_length=max_text_length)
+
+    def __call__(self, samples: Sequence[dict]) -> dict:
+        batch = self.collator(samples)
+        return {
+            "pixel_values": batch["pixel_values"],
+            "input_ids": batch["input_ids"],
+            "attention_mask": batch["attention_mask"],
+            "return_loss": True,
+        }
+
+
+def pretrain_teacher(
+    train_spec: str | Path,
+    tokenizer,
+    settings: TeacherSettings,
+    output_dir: str | Path,
+    seed: int,
+    max_text_length: int,
+    training_options: dict,
+) -> Path:
+    """Train the small AltCLIP contrastively on the pairs of `train_spec` and save model + processor to
+    `output_dir/final` (a folder `DistillationTeacher.from_pretrained` and `AutoModel` load); the Trainer's
+    `trainer_state.json` (loss curve) goes to `output_dir`.
+
+    Args:
+        train_spec: data spec (YAML/JSON) of image-text pairs, read by `trainers.data.load_image_text_data`.
+        tokenizer: the bilingual tokenizer the teacher (and later the student) uses.
+        settings: model size and training budget.
+        output_dir: where the run writes.
+        seed: initial weights and data order.
+        max_text_length: caption truncation length.
+        training_options: extra `TrainingArguments` fields (device, logging, data loader workers, progress bars).
+    """
+    output_dir = Path(output_dir)
+    model, processor = build_teacher(tokenizer, settings, seed)
+    data = load_image_text_data(train_spec)
+    if data.modality != "pairs":
+        raise ValueError(f"teacher pre-training needs image-text pairs; {train_spec} gives {data.modality}")
+    args = TrainingArguments(
+        output_dir=str(output_dir),
+        max_steps=settings.steps,
+        per_device_train_batch_size=settings.batch_size,
+        learning_rate=settings.learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=max(1, settings.steps // 10),
+        weight_decay=0.1,
+        max_grad_norm=1.0,
+        save_strategy="no",
+        report_to="none",
+        seed=seed,
+        remove_unused_columns=False,  # the collator reads the raw image and caption columns
+        **training_options,
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=data.dataset,
+        data_collator=ContrastiveBatchCollator(processor, max_text_length),
+        processing_class=processor,
+        callbacks=[SampleQualityCallback(data.quality_reports)],
+    )
+    trainer.train()
+    final_dir = output_dir / "final"
+    trainer.save_model(str(final_dir))
+    trainer.save_state()
+    return final_dir
