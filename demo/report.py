@@ -193,8 +193,9 @@ def plot_accuracy(results: EvaluationResults, path: Path) -> Path:
         axis.set_title(f"{language.upper()} prompts (dotted: chance)")
         axis.set_ylim(0, 100)
     axes[0].set_ylabel("accuracy / mean recall (%)")
-    axes[1].legend(fontsize=8, loc="upper right")
-    figure.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncol=len(models), fontsize=8)
+    figure.tight_layout(rect=(0, 0.07, 1, 1))
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path

@@ -134,7 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=Path("dcclip-demo"), help="output folder (default: ./dcclip-demo)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data, every model's weights and data order")
     parser.add_argument("--scale", choices=sorted(SCALES), default="small", help="sizes and budgets (demo/scales.py)")
-    parser.add_argument("--device", default="auto", help="'auto' (a GPU when there is one), 'cpu', 'cuda', 'cuda:1', ...")
+    parser.add_argument(
+        "--device", choices=["auto", "cpu", "cuda"], default="auto", help="where to train and evaluate (auto: a GPU if any)"
+    )
     parser.add_argument(
         "--teacher",
         help="use this teacher (Hub id such as BAAI/AltCLIP, or a folder with model + processor) instead of "
@@ -151,10 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def resolve_device(name: str) -> str:
-    """`auto` -> `cuda` when a GPU is visible, else `cpu`; anything else is checked and passed through."""
+    """`auto` -> `cuda` when a GPU is visible, else `cpu`; `cuda` without a GPU is an error."""
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
+    if name == "cuda" and not torch.cuda.is_available():
         raise SystemExit(f"dcclip demo: --device {name} but torch sees no GPU (torch {torch.__version__})")
     return name
 
@@ -243,15 +245,14 @@ def main(argv: list[str] | None = None) -> int:
                 )  # fmt: skip
             )
 
-    initial_student = save_initial_student(teacher, scale.student, scale.max_text_length, args.seed, out / "student_init")
     configs = out / "configs"
     runs = out / "runs"
     common = _stage_options(scale, device, args.seed)
 
-    def stage1(target: str) -> Path:
+    def stage1(target: str, student: Path) -> Path:
         config = {
             "teacher": teacher,
-            "student": str(initial_student),
+            "student": str(student),
             "image_data": str(paths.train_spec_imagefolder),
             "text_data": str(paths.train_spec_imagefolder),
             "distill_target": target,
@@ -287,11 +288,15 @@ def main(argv: list[str] | None = None) -> int:
 
     students: dict[str, Path] = {}
     with clock.step(3, "stage 1: feature-map distillation (dcclip distill)"):
-        students["fm-only"] = stage1("feature_maps")
+        # every variant starts from these weights
+        initial_student = save_initial_student(
+            teacher, scale.student, scale.max_text_length, args.seed, out / "student_init"
+        )
+        students["fm-only"] = stage1("feature_maps", initial_student)
     with clock.step(4, "stage 2: bilingual InfoNCE alignment (dcclip align)"):
         students[FINAL_STUDENT] = stage2(FINAL_STUDENT, students["fm-only"], scale.stage2.steps)
     with clock.step(5, "ablations: logit distillation (+ alignment); alignment alone from scratch"):
-        students["logits-only"] = stage1("logits")
+        students["logits-only"] = stage1("logits", initial_student)
         students["logits+align"] = stage2("logits+align", students["logits-only"], scale.stage2.steps)
         students["align-only"] = stage2("align-only", initial_student, scale.align_only_steps)
 

@@ -142,11 +142,11 @@ SCALES: dict[str, DemoScale] = {
             steps=1500, batch_size=64, learning_rate=1e-3,
         ),  # fmt: skip
         student=StudentSettings(
-            image_size=48, hidden_sizes=(16, 32, 64), depths=(1, 1, 1), text_hidden_size=48, text_layers=2,
+            image_size=48, hidden_sizes=(16, 32, 64), depths=(1, 1, 1), text_hidden_size=32, text_layers=2,
             text_heads=2,
         ),  # fmt: skip
-        stage1=StageBudget(steps=500, batch_size=64, learning_rate=3e-3),
-        stage2=StageBudget(steps=400, batch_size=64, learning_rate=1e-3),
+        stage1=StageBudget(steps=400, batch_size=64, learning_rate=3e-3),
+        stage2=StageBudget(steps=300, batch_size=64, learning_rate=1e-3),
         notes="the default: the whole method and its ablations in under ten minutes on a 2-core CPU machine",
     ),
     "medium": DemoScale(
