@@ -166,7 +166,7 @@ SCALES: dict[str, DemoScale] = {
         stage2=StageBudget(steps=1000, batch_size=64, learning_rate=1e-3),
         logging_steps=25,
         zero_shot_evals_in_stage2=4,
-        notes="longer training for steadier numbers (about half an hour on a 2-core CPU machine)",
+        notes="longer training: about 45 minutes on a 2-core CPU machine (measured 44:26 while other jobs shared it)",
     ),
 }
 
