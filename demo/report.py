@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from evaluation.results import EvaluationResults
+from hub.model_card import markdown_table
 
 from . import analysis
 
@@ -51,12 +52,8 @@ class DemoSummary:
 # ----- tables ---------------------------------------------------------------------------------------------------
 
 
-def _row(cells: list[str]) -> str:
-    return "| " + " | ".join(cells) + " |"
-
-
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    return [_row(header), _row(["---"] * len(header)), *(_row(r) for r in rows)]
+    return markdown_table(header, rows).splitlines()
 
 
 def _pct(value: float | None) -> str:
@@ -65,10 +62,6 @@ def _pct(value: float | None) -> str:
 
 def _retention(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}%"
-
-
-def _parameters(results: EvaluationResults, model: str) -> int:
-    return results.model(model).num_parameters
 
 
 def model_rows(results: EvaluationResults, descriptions: dict[str, str]) -> list[list[str]]:

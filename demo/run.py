@@ -186,23 +186,20 @@ def configure_logging(log_file: Path) -> None:
     transformers.utils.logging.disable_progress_bar()
 
 
-def training_options(scale: DemoScale, device: str) -> dict:
-    """`TrainingArguments` fields shared by every training run of the demo."""
+def training_options(scale: DemoScale, device: str, seed: int) -> dict:
+    """`TrainingArguments` fields shared by every training run of the demo (teacher pre-training and the stages)."""
     workers = scale.dataloader_workers
     return {
         "use_cpu": device == "cpu",
         "logging_steps": scale.logging_steps,
         "dataloader_num_workers": workers,
         "dataloader_persistent_workers": workers > 0,
+        "seed": seed,
+        "lr_scheduler_type": "cosine",
+        "weight_decay": 0.1,
+        "save_strategy": "no",
+        "report_to": "none",
     }
-
-
-def _stage_options(scale: DemoScale, device: str, seed: int) -> dict:
-    options = training_options(scale, device)
-    options.update(
-        {"seed": seed, "lr_scheduler_type": "cosine", "weight_decay": 0.1, "save_strategy": "no", "report_to": "none"}
-    )
-    return options
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -218,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     clock = StepClock()
     print(f"dcclip demo: scale {scale.name}, seed {args.seed}, device {device}, {args.threads} thread(s) -> {out}")
 
+    common = training_options(scale, device, args.seed)
     bench = out / "benchmark"
     with clock.step(1, "benchmark: render, write and read back"):
         paths = generate_benchmark(bench, seed=args.seed, **dataclasses.asdict(scale.benchmark))
@@ -241,13 +239,12 @@ def main(argv: list[str] | None = None) -> int:
             teacher = str(
                 pretrain_teacher(
                     paths.train_spec_imagefolder, tokenizer, scale.teacher, out / "teacher", args.seed,
-                    scale.max_text_length, training_options(scale, device),
+                    scale.max_text_length, common,
                 )  # fmt: skip
             )
 
     configs = out / "configs"
     runs = out / "runs"
-    common = _stage_options(scale, device, args.seed)
 
     def stage1(target: str, student: Path) -> Path:
         config = {

@@ -20,10 +20,8 @@ def write_config(values: dict, path: str | Path) -> Path:
 
 
 def run_distillation(config_path: str | Path) -> Path:
-    """Stage 1 (`dcclip distill CONFIG`); returns the exported student folder. Keeps the Trainer's
-    `trainer_state.json` (the loss log) in the run's output folder for the training curves."""
+    """Stage 1 (`dcclip distill CONFIG`); returns the exported student folder (`trainer_state.json` is beside it)."""
     trainer = distill.run([str(config_path)])
-    trainer.save_state()
     return Path(trainer.args.output_dir) / distill.FINAL_MODEL_DIR
 
 

@@ -113,9 +113,10 @@ def pretrain_teacher(
         tokenizer: the bilingual tokenizer the teacher (and later the student) uses.
         settings: model size and training budget.
         output_dir: where the run writes.
-        seed: initial weights and data order.
+        seed: initial weights.
         max_text_length: caption truncation length.
-        training_options: extra `TrainingArguments` fields (device, logging, data loader workers, progress bars).
+        training_options: the `TrainingArguments` fields every demo run shares (device, seed of the data order,
+            schedule, weight decay, logging, data loader workers).
     """
     output_dir = Path(output_dir)
     model, processor = build_teacher(tokenizer, settings, seed)
@@ -127,13 +128,8 @@ def pretrain_teacher(
         max_steps=settings.steps,
         per_device_train_batch_size=settings.batch_size,
         learning_rate=settings.learning_rate,
-        lr_scheduler_type="cosine",
         warmup_steps=max(1, settings.steps // 10),
-        weight_decay=0.1,
         max_grad_norm=1.0,
-        save_strategy="no",
-        report_to="none",
-        seed=seed,
         remove_unused_columns=False,  # the collator reads the raw image and caption columns
         **training_options,
     )

@@ -14,7 +14,6 @@ stage-1 student folder (`--student`) or a named preset (`--student_preset tiny -
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ from transformers import AutoTokenizer, set_seed
 from hub.training_record import DataSource, TrainingStage, record_training_stage
 from modeling_dcclip import DCCLIPConfig, DCCLIPModel, DCCLIPProcessor, make_image_processor
 from trainers.alignment_trainer import AlignmentCollator, AlignmentConfig, AlignmentTrainer
-from trainers.arguments import parse_config_and_overrides
+from trainers.arguments import FINAL_MODEL_DIR, check_launcher, parse_config_and_overrides
 from trainers.checkpoints import CheckpointCompletionCallback, resolve_resume_checkpoint
 from trainers.data import DataSpec, ImageTextCollator, SampleQualityCallback, load_image_text_data
 from trainers.teacher import DistillationTeacher
@@ -32,7 +31,6 @@ from trainers.zero_shot_callback import ZeroShotEvaluationCallback
 
 logger = logging.getLogger(__name__)
 
-FINAL_MODEL_DIR = "final"
 
 
 @dataclass
@@ -109,13 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         (AlignmentScriptArguments, AlignmentConfig), sys.argv[1:] if argv is None else argv
     )
     logging.basicConfig(level=logging.INFO if args.process_index == 0 else logging.WARNING)
-    launched = int(os.environ.get("WORLD_SIZE", "1"))
-    if launched != args.world_size:
-        # accelerate sets up multi-process runs on CPU only when asked: otherwise each process would train alone
-        raise RuntimeError(
-            f"the launcher started {launched} processes but the Trainer sees {args.world_size}: on a machine without "
-            "GPUs add --use_cpu true (torchrun, accelerate launch, and deepspeed with DS_ACCELERATOR=cpu)"
-        )
+    check_launcher(args)
     if not script_args.train_data:
         raise ValueError("--train_data (a data spec file) is required")
     if script_args.zero_shot_benchmark and not script_args.eval_data:
@@ -127,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.teacher_loss_weight > 0:
         if not script_args.teacher:
             raise ValueError("--teacher_loss_weight > 0 needs --teacher")
-        teacher = DistillationTeacher.from_pretrained(script_args.teacher)
+        teacher = DistillationTeacher.load_for_training(script_args.teacher, args)
 
     train_spec = DataSpec.from_file(script_args.train_data)
     train = load_image_text_data(train_spec)

@@ -224,10 +224,7 @@ class AlignmentTrainer(Trainer):
         self.teacher = teacher
         if teacher is not None:
             # as in stage 1: sharded like the student under ZeRO-3, replicated otherwise
-            if self.is_deepspeed_enabled and self.accelerator.state.deepspeed_plugin.zero_stage == 3:
-                teacher.shard_with_deepspeed(self.accelerator.state.deepspeed_plugin.deepspeed_config)
-            else:
-                teacher.to(self.args.device)
+            teacher.place(self.accelerator.state.deepspeed_plugin if self.is_deepspeed_enabled else None, self.args.device)
         self.contrastive_loss = ContrastiveLoss(len(LANGUAGES), args.local_loss)
         # per mode ("train" / "eval"): metric name -> [weighted sum, total weight] since the last log
         self._metric_sums: dict[str, dict[str, list[float]]] = {

@@ -7,11 +7,15 @@ same works under torchrun, accelerate launch and deepspeed, which append their o
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import yaml
 from transformers import HfArgumentParser
+
+# <output_dir>/final: the exported student of a stage script, beside checkpoints and run records
+FINAL_MODEL_DIR = "final"
 
 
 def _load_config_file(path: Path) -> dict[str, Any]:
@@ -76,3 +80,15 @@ def parse_config_and_overrides(dataclass_types: tuple, argv: list[str]) -> tuple
     if remaining:
         raise ValueError(f"unknown command-line argument(s): {' '.join(remaining)}")
     return tuple(parsed)
+
+
+def check_launcher(args) -> None:
+    """Fail when the launcher started more processes than the Trainer (`args`: its TrainingArguments) sees:
+    accelerate sets up multi-process runs on CPU only when asked, otherwise each process would train alone."""
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched != args.world_size:
+        raise RuntimeError(
+            f"the launcher started {launched} processes but the Trainer sees {args.world_size}: on a machine "
+            "without GPUs add --use_cpu true (torchrun, accelerate launch, and deepspeed with DS_ACCELERATOR=cpu)"
+        )
+

@@ -17,18 +17,15 @@ On a machine without GPUs add `--use_cpu true` (and `DS_ACCELERATOR=cpu` for dee
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from transformers import AutoProcessor, AutoTokenizer, set_seed
-from transformers.integrations import is_deepspeed_zero3_enabled
-from transformers.integrations.deepspeed import set_hf_deepspeed_config, unset_hf_deepspeed_config
 
 from hub.training_record import DataSource, TrainingStage, record_training_stage
 from modeling_dcclip import DCCLIPConfig, DCCLIPModel, DCCLIPProcessor, make_image_processor
-from trainers.arguments import parse_config_and_overrides
+from trainers.arguments import FINAL_MODEL_DIR, check_launcher, parse_config_and_overrides
 from trainers.checkpoints import CheckpointCompletionCallback, resolve_resume_checkpoint
 from trainers.data import DataSpec, ImageTextData, SampleQualityCallback, load_image_text_data
 from trainers.distillation_data import DistillationCollator, pair_tower_data
@@ -37,7 +34,6 @@ from trainers.feature_adapters import StudentWithAdapters
 from trainers.teacher import DistillationTeacher, TeacherLayout, load_teacher_layout, resolve_dtype, shares_tokenizer
 from trainers.teacher_cache import TeacherCache
 
-FINAL_MODEL_DIR = "final"  # <output_dir>/final: the exported student, beside checkpoints and run records
 
 
 @dataclass
@@ -56,16 +52,9 @@ class Stage1Setup:
     def load_teacher(self) -> DistillationTeacher:
         """Load the teacher's weights (not yet placed: the Trainer places or shards it)."""
         dtype = resolve_dtype(self.args.teacher_dtype, self.args.bf16, self.args.fp16)
-        if not is_deepspeed_zero3_enabled():
-            return DistillationTeacher.from_pretrained(self.args.teacher, processor=self.teacher_processor, dtype=dtype)
-        # With ZeRO-3 on, transformers (5.24) loads AltCLIP into zero.Init shards with some weights differing from
-        # the checkpoint (seen on 2 ranks: the teacher digest changes). So every rank loads a full copy on CPU and
-        # `shard_with_deepspeed` partitions it; the teacher digest check guards against a recurrence.
-        unset_hf_deepspeed_config()
-        try:
-            return DistillationTeacher.from_pretrained(self.args.teacher, processor=self.teacher_processor, dtype=dtype)
-        finally:
-            set_hf_deepspeed_config(self.args.hf_deepspeed_config)
+        return DistillationTeacher.load_for_training(
+            self.args.teacher, self.args, processor=self.teacher_processor, dtype=dtype
+        )
 
 
 def prepare_stage1(args: DistillationConfig, use_cache: bool = True) -> Stage1Setup:
@@ -141,13 +130,7 @@ def run(argv: list[str]) -> DistillationTrainer:
     (args,) = parse_config_and_overrides((DistillationConfig,), argv)
     logging.basicConfig(level=logging.INFO if args.process_index == 0 else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
-    launched = int(os.environ.get("WORLD_SIZE", "1"))
-    if launched != args.world_size:
-        # accelerate sets up multi-process runs on CPU only when asked: otherwise each process trains alone.
-        raise RuntimeError(
-            f"the launcher started {launched} processes but the Trainer sees {args.world_size}: on a machine "
-            "without GPUs add --use_cpu true (torchrun, accelerate launch, and deepspeed with DS_ACCELERATOR=cpu)"
-        )
+    check_launcher(args)
     setup = prepare_stage1(args)
     teacher = None if setup.cache is not None else setup.load_teacher()
     set_seed(args.seed)  # the student's initial weights depend on the seed alone, live teacher or cache
@@ -195,6 +178,7 @@ def run(argv: list[str]) -> DistillationTrainer:
     trainer.train(resume_from_checkpoint=resolve_resume_checkpoint(args.resume_from_checkpoint, args.output_dir))
     final_dir = Path(args.output_dir) / FINAL_MODEL_DIR
     trainer.save_model(str(final_dir))  # every rank: under ZeRO-3 the weights are gathered
+    trainer.save_state()  # trainer_state.json: the loss log, in output_dir
     if trainer.is_world_process_zero():
         previous = args.student if args.student and Path(args.student).is_dir() else None
         preset = None if args.student else args.student_preset

@@ -255,13 +255,7 @@ class DistillationTrainer(Trainer):
         self._loss_sums: dict[str, float] = {}
         self._loss_steps = 0
         if teacher is not None:
-            zero_stage = None
-            if self.is_deepspeed_enabled:
-                zero_stage = self.accelerator.state.deepspeed_plugin.zero_stage
-            if zero_stage == 3:
-                teacher.shard_with_deepspeed(self.accelerator.state.deepspeed_plugin.deepspeed_config)
-            else:
-                teacher.to(self.args.device)
+            teacher.place(self.accelerator.state.deepspeed_plugin if self.is_deepspeed_enabled else None, self.args.device)
             self.add_callback(TeacherFrozenCheck(teacher, args.output_dir))
 
     # ----- loss --------------------------------------------------------------------------------------------------

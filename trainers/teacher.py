@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import torch
 from transformers import AltCLIPConfig, AltCLIPModel, AltCLIPProcessor, AutoConfig, AutoModel, AutoProcessor
 from transformers import PreTrainedConfig, PreTrainedModel
+from transformers.integrations import is_deepspeed_zero3_enabled
+from transformers.integrations.deepspeed import set_hf_deepspeed_config, unset_hf_deepspeed_config
 
 from modeling_dcclip import as_embedding, make_image_processor
 
@@ -146,8 +148,7 @@ class DistillationTeacher:
     ) -> DistillationTeacher:
         """Load a teacher from a Hub id or a local folder (model + processor), or build one from a config.
 
-        A config gives randomly initialised weights and needs `processor`. Under ZeRO-3, load the full model (see
-        `distill.Stage1Setup.load_teacher`) and shard it with `shard_with_deepspeed`.
+        A config gives randomly initialised weights and needs `processor`. Training runs use `load_for_training`.
         """
         if isinstance(name_or_config, PreTrainedConfig):
             if processor is None:
@@ -160,6 +161,33 @@ class DistillationTeacher:
             raise TypeError(f"{type(model).__name__} is not a CLIP-like model (needs get_image_features/get_text_features)")
         logger.info("teacher: %s, %d parameters, dtype %s", type(model).__name__, model.num_parameters(), model.dtype)
         return cls(model, processor)
+
+    @classmethod
+    def load_for_training(
+        cls, name: str, training_args, processor=None, dtype: torch.dtype | None = None
+    ) -> DistillationTeacher:
+        """`from_pretrained` for a training run (stage 1, or stage 2's teacher term): full weights on every rank.
+
+        With ZeRO-3 on, transformers (5.24) loads AltCLIP into zero.Init shards with some weights differing from
+        the checkpoint (seen on 2 ranks: the teacher digest changes). So every rank loads a full copy on CPU and
+        `place` partitions it; the teacher digest check guards against a recurrence. `training_args` (the run's
+        `TrainingArguments`) holds the DeepSpeed config that is set again afterwards.
+        """
+        if not is_deepspeed_zero3_enabled():
+            return cls.from_pretrained(name, processor=processor, dtype=dtype)
+        unset_hf_deepspeed_config()
+        try:
+            return cls.from_pretrained(name, processor=processor, dtype=dtype)
+        finally:
+            set_hf_deepspeed_config(training_args.hf_deepspeed_config)
+
+    def place(self, deepspeed_plugin, device: torch.device | str) -> None:
+        """Shard the teacher like the student under ZeRO-3 (`deepspeed_plugin` of the Trainer's accelerator, None
+        without DeepSpeed); replicate it on `device` otherwise."""
+        if deepspeed_plugin is not None and deepspeed_plugin.zero_stage == 3:
+            self.shard_with_deepspeed(deepspeed_plugin.deepspeed_config)
+        else:
+            self.to(device)
 
     def _read_logit_scale(self) -> torch.Tensor:
         param = self.model.logit_scale

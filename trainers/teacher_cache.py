@@ -156,17 +156,19 @@ def _fp16(tensor: torch.Tensor) -> np.ndarray:
     return tensor.detach().to("cpu", torch.float16).numpy()
 
 
-def _save(rows: Iterable[dict], features: datasets.Features, folder: Path) -> datasets.Dataset:
-    """Write rows as Arrow through a scratch folder (bounded memory), then `save_to_disk` into `folder`."""
+def _save(rows: Iterable[dict], features: datasets.Features, folder: Path) -> int:
+    """Write rows as Arrow through a scratch folder (bounded memory), then `save_to_disk` into `folder`; returns the
+    number of rows."""
     scratch = folder.parent / f".{folder.name}-build"
     # An explicit fingerprint stops `datasets` from hashing the generator, whose closure holds the teacher.
     dataset = datasets.Dataset.from_generator(
         lambda: rows, features=features, cache_dir=str(scratch), fingerprint=uuid.uuid4().hex
     )
     dataset.save_to_disk(str(folder))
+    num_rows = len(dataset)
     del dataset
     shutil.rmtree(scratch, ignore_errors=True)
-    return datasets.load_from_disk(str(folder))
+    return num_rows
 
 
 def _image_rows(
@@ -277,9 +279,8 @@ def build_teacher_cache(
             }
         )
         rows = _image_rows(teacher, image_samples, list(image_layers), pool_grid, batch_size)
-        images = _save(rows, features, folder / IMAGES_DIR)
-        metadata["num_images"] = len(images)
-        metadata["bytes_per_image"] = _folder_bytes(folder / IMAGES_DIR) / max(len(images), 1)
+        metadata["num_images"] = _save(rows, features, folder / IMAGES_DIR)
+        metadata["bytes_per_image"] = _folder_bytes(folder / IMAGES_DIR) / max(metadata["num_images"], 1)
 
     if text_samples is not None:
         text_map = (
@@ -295,9 +296,8 @@ def build_teacher_cache(
             }
         )
         rows = _text_rows(teacher, text_samples, list(text_layers), max_text_length, pool_text, batch_size)
-        texts = _save(rows, features, folder / TEXTS_DIR)
-        metadata["num_texts"] = len(texts)
-        metadata["bytes_per_text"] = _folder_bytes(folder / TEXTS_DIR) / max(len(texts), 1)
+        metadata["num_texts"] = _save(rows, features, folder / TEXTS_DIR)
+        metadata["bytes_per_text"] = _folder_bytes(folder / TEXTS_DIR) / max(metadata["num_texts"], 1)
 
     metadata["layout"] = asdict(layout)
     metadata["logit_scale"] = float(teacher.logit_scale)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from evaluation.embeddings import embed_image_dataset
+from evaluation.embeddings import embed_image_dataset, eval_mode
 from evaluation.tasks import ZeroShotTask, load_builtin_benchmark
 from evaluation.zero_shot import evaluate_zero_shot
 
@@ -54,8 +54,8 @@ class ZeroShotEvaluationCallback(TrainerCallback):
     def evaluate(self, model) -> dict[str, float]:
         """`zero_shot_<task>_<language>` and `zero_shot_<language>` scores of `model` (left in eval mode)."""
         scores: dict[str, float] = {}
+        model.eval()
         for task in self.tasks:
-            model.eval()
             # the image tower runs once per task; each language only embeds its prompts
             image_embeddings = embed_image_dataset(model, self.processor, task.images, self.batch_size)
             for language in self.languages:
@@ -69,9 +69,8 @@ class ZeroShotEvaluationCallback(TrainerCallback):
     def on_evaluate(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, model=None, metrics=None, **kwargs
     ):
-        was_training = model.training
-        scores = {f"eval_{name}": value for name, value in self.evaluate(model).items()}
-        model.train(was_training)
+        with eval_mode(model):
+            scores = {f"eval_{name}": value for name, value in self.evaluate(model).items()}
         if metrics is not None:
             metrics.update(scores)
         state.log_history.append({**scores, "step": state.global_step})

@@ -109,20 +109,34 @@ LAUNCHERS = {
 
 
 @pytest.fixture(scope="module")
+def teacher_dir(scenes_processor, tmp_path_factory) -> Path:
+    """A saved tiny AltCLIP teacher (model + processor) with the student's tokenizer and embedding width."""
+    from trainers.teacher import build_tiny_altclip_teacher
+
+    folder = tmp_path_factory.mktemp("teacher")
+    torch.manual_seed(0)
+    model, processor = build_tiny_altclip_teacher(scenes_processor.tokenizer, image_size=32, projection_dim=32)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
 def two_process_runs(scenes, eval_pairs_spec, student_dir, multiprocess_env, tmp_path_factory):
-    """`run(name)`: launch align.py on 2 processes with the tiny YAML config (once per module); the output folder."""
+    """`run(name, *extra)`: launch align.py on 2 processes with the tiny YAML config and `extra` flags (once per
+    module and name); the output folder."""
     import socket
 
     done: dict[str, Path] = {}
 
-    def run(name: str) -> Path:
+    def run(name: str, *extra: str) -> Path:
         if name in done:
             return done[name]
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
         output_dir = tmp_path_factory.mktemp(name)
-        launcher, flags = LAUNCHERS[name]
+        launcher, flags = LAUNCHERS[name.removesuffix("+teacher")]
         command = [
             *launcher(port),
             "trainers/align.py",
@@ -130,6 +144,7 @@ def two_process_runs(scenes, eval_pairs_spec, student_dir, multiprocess_env, tmp
             "--student",
             str(student_dir),
             *flags,
+            *extra,
         ]
         result = subprocess.run(
             command + _run_flags(scenes, eval_pairs_spec, output_dir),
@@ -167,3 +182,17 @@ def test_ddp_zero2_and_zero3_train_on_the_same_global_batches_to_the_same_model(
             torch.testing.assert_close(
                 weights[name][key], value, rtol=1e-4, atol=1e-5, msg=lambda m, name=name, key=key: f"{name} {key}: {m}"
             )
+
+
+@pytest.mark.multiprocess
+def test_teacher_term_under_zero3_uses_the_teachers_saved_weights(two_process_runs, teacher_dir):
+    """Stage 2's teacher under ZeRO-3 is loaded in full and then sharded (as in stage 1), not through zero.Init:
+    its term must equal the DDP run's, step for step, and fall."""
+    flags = ("--teacher", str(teacher_dir), "--teacher_loss_weight", "0.5")
+    terms = {}
+    for name in ("torchrun+teacher", "zero3+teacher"):
+        state = json.loads((two_process_runs(name, *flags) / "trainer_state.json").read_text())
+        terms[name] = [entry["loss_teacher"] for entry in state["log_history"] if "loss_teacher" in entry]
+    assert len(terms["torchrun+teacher"]) == 3 and terms["torchrun+teacher"][-1] < terms["torchrun+teacher"][0]
+    assert terms["zero3+teacher"] == pytest.approx(terms["torchrun+teacher"], rel=1e-4)
+
