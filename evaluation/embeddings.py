@@ -31,8 +31,11 @@ def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
 
 
 def model_device_and_dtype(model: torch.nn.Module) -> tuple[torch.device, torch.dtype]:
-    """Device and floating dtype of the model's first parameter (where inputs must go)."""
-    parameter = next(model.parameters())
+    """Device and floating dtype of the model's first parameter (where inputs must go); CPU float32 for a model
+    without parameters (an ONNX Runtime wrapper)."""
+    parameter = next(model.parameters(), None)
+    if parameter is None:
+        return torch.device("cpu"), torch.float32
     return parameter.device, parameter.dtype
 
 

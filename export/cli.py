@@ -83,15 +83,21 @@ def parity_inputs(processor, num_images: int, seed: int = 0) -> tuple[dict[str, 
     return {"input_ids": text["input_ids"], "attention_mask": text["attention_mask"]}, pixel_values
 
 
-def check_towers(model, onnx_model: OnnxCLIPModel, text_inputs: dict[str, torch.Tensor],
-                 pixel_values: torch.Tensor) -> dict[str, ParityReport]:
-    """Parity of the ONNX image and text encoders against the PyTorch model on the same inputs."""
+def pytorch_references(model, text_inputs: dict[str, torch.Tensor], pixel_values: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The PyTorch model's image and text embeddings of the parity inputs (computed once, compared to every export)."""
     with torch.no_grad():
-        image_reference = as_embedding(model.get_image_features(pixel_values=pixel_values))
-        text_reference = as_embedding(model.get_text_features(**text_inputs))
+        return {
+            "image": as_embedding(model.get_image_features(pixel_values=pixel_values)),
+            "text": as_embedding(model.get_text_features(**text_inputs)),
+        }
+
+
+def check_towers(references: dict[str, torch.Tensor], onnx_model: OnnxCLIPModel, text_inputs: dict[str, torch.Tensor],
+                 pixel_values: torch.Tensor) -> dict[str, ParityReport]:
+    """Parity of the ONNX image and text encoders against the PyTorch `references` on the same inputs."""
     return {
-        "image": compare_embeddings(onnx_model.get_image_features(pixel_values), image_reference),
-        "text": compare_embeddings(onnx_model.get_text_features(**text_inputs), text_reference),
+        "image": compare_embeddings(onnx_model.get_image_features(pixel_values), references["image"]),
+        "text": compare_embeddings(onnx_model.get_text_features(**text_inputs), references["text"]),
     }
 
 
@@ -107,7 +113,9 @@ def export_model(args: ExportArguments) -> dict:
     text_path = export_text_tower(model, output_dir / TEXT_ENCODER_FILE, opset=args.opset)
     text_inputs, pixel_values = parity_inputs(processor, args.parity_images)
 
-    fp32_parity = check_towers(model, OnnxCLIPModel(image_path, text_path), text_inputs, pixel_values)
+    references = pytorch_references(model, text_inputs, pixel_values)
+    onnx_models = {"onnx-fp32": OnnxCLIPModel(image_path, text_path)}
+    fp32_parity = check_towers(references, onnx_models["onnx-fp32"], text_inputs, pixel_values)
     size = image_size_of(model)
     report = {
         "source": args.model_name_or_path,
@@ -132,7 +140,8 @@ def export_model(args: ExportArguments) -> dict:
 
     if args.int8:
         int8_paths = [quantize_int8_dynamic(p, p.with_suffix(".int8.onnx")) for p in (image_path, text_path)]
-        int8_parity = check_towers(model, OnnxCLIPModel(*int8_paths), text_inputs, pixel_values)
+        onnx_models["onnx-int8"] = OnnxCLIPModel(*int8_paths)
+        int8_parity = check_towers(references, onnx_models["onnx-int8"], text_inputs, pixel_values)
         report["files"].update({p.name: p.stat().st_size for p in int8_paths})
         report["parity"]["int8"] = {tower: r.to_dict() for tower, r in int8_parity.items()}
         for tower, result in int8_parity.items():
@@ -145,9 +154,7 @@ def export_model(args: ExportArguments) -> dict:
 
         from .zero_shot_change import compare_zero_shot
 
-        models = {"pytorch": model, "onnx-fp32": OnnxCLIPModel(image_path, text_path)}
-        if args.int8:
-            models["onnx-int8"] = OnnxCLIPModel(*int8_paths)
+        models = {"pytorch": model, **onnx_models}
         languages = ("en", "zh")
         report["zero_shot"] = compare_zero_shot(models, processor, load_builtin_benchmark(args.benchmark, languages),
                                                 languages)

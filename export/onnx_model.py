@@ -26,8 +26,8 @@ class OnnxCLIPModel(nn.Module):
     """Image and text encoders exported by `export_image_tower` / `export_text_tower`, either one optional.
 
     Returns torch tensors, like `DCCLIPModel`, so code written for the PyTorch model runs unchanged on it. It is a
-    torch `Module` only for that code's sake (`eval()`, and the device / dtype read from the first parameter, which
-    here is an empty CPU float32 tensor): onnxruntime runs on the CPU in float32 whatever `.to()` is given.
+    torch `Module` only for that code's sake (`eval()`; it has no parameters, so the evaluation feeds it CPU float32
+    inputs): onnxruntime runs on the CPU in float32 whatever `.to()` is given.
     """
 
     def __init__(self, image_encoder: str | Path | None = None, text_encoder: str | Path | None = None,
@@ -35,7 +35,6 @@ class OnnxCLIPModel(nn.Module):
         super().__init__()
         if image_encoder is None and text_encoder is None:
             raise ValueError("OnnxCLIPModel needs an image encoder, a text encoder, or both")
-        self.device_anchor = nn.Parameter(torch.empty(0), requires_grad=False)
         self.image_session = make_session(image_encoder, intra_op_threads) if image_encoder is not None else None
         self.text_session = make_session(text_encoder, intra_op_threads) if text_encoder is not None else None
 
