@@ -33,6 +33,7 @@ class TeacherSettings:
     steps: int
     batch_size: int
     learning_rate: float
+    text_learning_rate_ratio: float = 1.0  # the text tower's rate / the image tower's (TeacherPretrainingTrainer)
     logit_scale_init: float = 2.6592  # CLIP's ln(1 / 0.07)
 
 
@@ -119,7 +120,7 @@ SCALES: dict[str, DemoScale] = {
         max_text_length=48,
         teacher=TeacherSettings(
             image_size=32, patch_size=8, hidden_size=32, num_layers=2, num_heads=2, mlp_ratio=2, projection_dim=32,
-            steps=40, batch_size=32, learning_rate=1e-3,
+            steps=40, batch_size=32, learning_rate=1e-3, text_learning_rate_ratio=0.5,
         ),  # fmt: skip
         student=StudentSettings(
             image_size=32, hidden_sizes=(16, 32), depths=(1, 1), text_hidden_size=32, text_layers=1, text_heads=2
@@ -139,7 +140,7 @@ SCALES: dict[str, DemoScale] = {
         max_text_length=48,
         teacher=TeacherSettings(
             image_size=48, patch_size=6, hidden_size=64, num_layers=3, num_heads=2, mlp_ratio=2, projection_dim=64,
-            steps=1500, batch_size=64, learning_rate=1e-3,
+            steps=2000, batch_size=64, learning_rate=1e-3, text_learning_rate_ratio=0.5,
         ),  # fmt: skip
         student=StudentSettings(
             image_size=48, hidden_sizes=(16, 32, 64), depths=(1, 1, 1), text_hidden_size=32, text_layers=2,
@@ -157,6 +158,7 @@ SCALES: dict[str, DemoScale] = {
         teacher=TeacherSettings(
             image_size=48, patch_size=6, hidden_size=96, num_layers=4, num_heads=3, mlp_ratio=2, projection_dim=64,
             steps=4000, batch_size=64, learning_rate=1e-3,
+            text_learning_rate_ratio=1.0,  # measured so; the 0.5 of `small` was chosen after this scale's last run
         ),  # fmt: skip
         student=StudentSettings(
             image_size=48, hidden_sizes=(24, 48, 96), depths=(1, 1, 2), text_hidden_size=64, text_layers=2,
