@@ -118,30 +118,23 @@ class TeacherPretrainingTrainer(Trainer):
         self.text_learning_rate_ratio = text_learning_rate_ratio
 
     def create_optimizer(self, model=None):
-        """`TrainingArguments.optim` with the Trainer's weight-decay split, each half split again by tower."""
-        if self.optimizer is None:
-            model = self.model if model is None else model
-            decayed = set(self.get_decay_parameter_names(model))
-            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
-            learning_rate = optimizer_kwargs["lr"]
-            groups = []
-            for text_tower in (False, True):
-                for decay in (True, False):
-                    params = [
-                        parameter
-                        for name, parameter in model.named_parameters()
-                        if parameter.requires_grad
-                        and is_text_tower_parameter(name) == text_tower
-                        and (name in decayed) == decay
-                    ]
-                    if params:
-                        groups.append({
-                            "params": params,
-                            "lr": learning_rate * (self.text_learning_rate_ratio if text_tower else 1.0),
-                            "weight_decay": self.args.weight_decay if decay else 0.0,
-                        })  # fmt: skip
-            self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
-        return self.optimizer
+        """The Trainer's own optimizer (`TrainingArguments.optim`, its weight-decay groups), with the text tower's
+        parameters moved into groups of their own at the scaled rate. Runs before the first step: no state to move."""
+        creating = self.optimizer is None
+        optimizer = super().create_optimizer(model)
+        if creating and self.text_learning_rate_ratio != 1.0:
+            text_ids = {id(p) for name, p in (model or self.model).named_parameters() if is_text_tower_parameter(name)}
+            for group in list(optimizer.param_groups):
+                text = [p for p in group["params"] if id(p) in text_ids]
+                if not text:
+                    continue
+                if len(text) == len(group["params"]):
+                    group["lr"] *= self.text_learning_rate_ratio
+                    continue
+                group["params"] = [p for p in group["params"] if id(p) not in text_ids]
+                options = {key: value for key, value in group.items() if key != "params"}
+                optimizer.add_param_group({**options, "params": text, "lr": group["lr"] * self.text_learning_rate_ratio})
+        return optimizer
 
 
 def pretrain_teacher(

@@ -32,7 +32,6 @@ from trainers.zero_shot_callback import ZeroShotEvaluationCallback
 logger = logging.getLogger(__name__)
 
 
-
 @dataclass
 class AlignmentScriptArguments:
     """Where the student, the data and the optional teacher come from."""

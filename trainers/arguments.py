@@ -91,4 +91,3 @@ def check_launcher(args) -> None:
             f"the launcher started {launched} processes but the Trainer sees {args.world_size}: on a machine "
             "without GPUs add --use_cpu true (torchrun, accelerate launch, and deepspeed with DS_ACCELERATOR=cpu)"
         )
-

@@ -35,7 +35,6 @@ from trainers.teacher import DistillationTeacher, TeacherLayout, load_teacher_la
 from trainers.teacher_cache import TeacherCache
 
 
-
 @dataclass
 class Stage1Setup:
     """What start-up resolved before any weights or data load: shapes, tokenizers and the layer mapping."""
