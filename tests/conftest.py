@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,9 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DIR = REPO_ROOT.parent / "shared"
+# ELEVATER's public metadata (class names, templates, metrics) lives beside the repository in the development
+# workspace and in CI, never inside it; a plain clone has no such folder, and the tests that need it skip there.
+ELEVATER_METADATA_DIR = REPO_ROOT.parent / "shared" / "elevater"
 
 # A small bilingual corpus: enough for SentencePiece to learn pieces for every character the tests use.
 TINY_CORPUS = [
@@ -29,6 +33,30 @@ TINY_CORPUS = [
     "一只猫和一只狗",
     "这是一张照片",
 ] * 20
+
+
+@dataclass(frozen=True)
+class ElevaterMetadata:
+    """`../shared/elevater/`: `en` / `zh` are the parsed JSON files, `en_path` / `zh_path` their paths."""
+
+    en_path: Path
+    zh_path: Path
+    en: dict
+    zh: dict
+
+
+@pytest.fixture(scope="session")
+def elevater_metadata() -> ElevaterMetadata:
+    """ELEVATER's public metadata, read when a test asks for it (never at import); skips where it is absent."""
+    en_path, zh_path = ELEVATER_METADATA_DIR / "elevater_en.json", ELEVATER_METADATA_DIR / "elevater_zh.json"
+    missing = [path.name for path in (en_path, zh_path) if not path.is_file()]
+    if missing:
+        pytest.skip(
+            f"ELEVATER metadata not found: {ELEVATER_METADATA_DIR} lacks {', '.join(missing)} (the public class names "
+            "and templates sit beside the repository in the development workspace and CI, not in a clone)"
+        )
+    read = lambda path: json.loads(path.read_text(encoding="utf-8"))  # noqa: E731
+    return ElevaterMetadata(en_path, zh_path, read(en_path), read(zh_path))
 
 
 @pytest.fixture(scope="session")

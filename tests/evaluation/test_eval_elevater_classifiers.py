@@ -3,9 +3,6 @@ project's own Chinese names, for every dataset that has them, on a tiny student.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -13,9 +10,6 @@ from evaluation.builtin_prompts import BUILTIN_PROMPTS
 from evaluation.prompts import default_catalog
 from evaluation.zero_shot import ZeroShotClassifier
 
-SHARED_ELEVATER = Path(__file__).resolve().parents[3] / "shared" / "elevater"
-ELEVATER_EN_PATH = SHARED_ELEVATER / "elevater_en.json"
-ELEVATER_ZH_PATH = SHARED_ELEVATER / "elevater_zh.json"
 
 
 @pytest.fixture(scope="module")
@@ -34,11 +28,11 @@ def assert_unit_class_embeddings(classifier: ZeroShotClassifier, num_classes: in
     torch.testing.assert_close(embeddings.norm(dim=-1), torch.ones(num_classes))
 
 
-def test_english_classifiers_for_all_20_elevater_datasets(student_and_processor):
+def test_english_classifiers_for_all_20_elevater_datasets(student_and_processor, elevater_metadata):
     model, processor = student_and_processor
-    elevater_en = json.loads(ELEVATER_EN_PATH.read_text(encoding="utf-8"))
+    elevater_en = elevater_metadata.en
     assert len(elevater_en) == 20
-    catalog = default_catalog({"en": [ELEVATER_EN_PATH]})
+    catalog = default_catalog({"en": [elevater_metadata.en_path]})
     for dataset, entry in elevater_en.items():
         prompts = catalog.lookup(dataset, "en")
         assert prompts.classnames == entry["classnames"]
@@ -46,10 +40,10 @@ def test_english_classifiers_for_all_20_elevater_datasets(student_and_processor)
         assert_unit_class_embeddings(classifier, entry["num_classes_declared"])
 
 
-def test_chinese_classifiers_from_elevater_zh_templates_and_project_names(student_and_processor):
+def test_chinese_classifiers_from_elevater_zh_templates_and_project_names(student_and_processor, elevater_metadata):
     model, processor = student_and_processor
-    elevater_zh = json.loads(ELEVATER_ZH_PATH.read_text(encoding="utf-8"))
-    catalog = default_catalog({"zh": [ELEVATER_ZH_PATH]})
+    elevater_zh = elevater_metadata.zh
+    catalog = default_catalog({"zh": [elevater_metadata.zh_path]})
     with_names = [dataset for dataset in elevater_zh if dataset in BUILTIN_PROMPTS]
     assert len(with_names) >= 9
     for dataset in with_names:

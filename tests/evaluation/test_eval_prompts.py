@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -22,9 +21,6 @@ REQUIRED_BUILTIN = [
     "cifar-10", "mnist", "eurosat_clip", "dtd", "fer-2013", "kitti-distance", "patch-camelyon", "rendered-sst2",
     "hateful-memes",
 ]  # fmt: skip
-SHARED_ELEVATER = Path(__file__).resolve().parents[3] / "shared" / "elevater"
-ELEVATER_EN = json.loads((SHARED_ELEVATER / "elevater_en.json").read_text(encoding="utf-8"))
-ELEVATER_ZH_PATH = SHARED_ELEVATER / "elevater_zh.json"
 
 
 def test_builtin_lists_cover_the_required_datasets_in_both_languages():
@@ -33,8 +29,8 @@ def test_builtin_lists_cover_the_required_datasets_in_both_languages():
 
 
 @pytest.mark.parametrize("dataset", sorted(BUILTIN_PROMPTS))
-def test_builtin_lists_match_elevater_label_ids_and_metric(dataset):
-    entry, reference = BUILTIN_PROMPTS[dataset], ELEVATER_EN[dataset]
+def test_builtin_lists_match_elevater_label_ids_and_metric(dataset, elevater_metadata):
+    entry, reference = BUILTIN_PROMPTS[dataset], elevater_metadata.en[dataset]
     assert entry["metric"] == reference["metric"]
     for language in ("en", "zh"):
         names = entry[language]["classnames"]
@@ -51,25 +47,25 @@ def test_builtin_chinese_names_are_chinese():
             assert any("\u4e00" <= char <= "\u9fff" for char in name), (dataset, name)
 
 
-def test_chinese_templates_from_elevater_zh_combine_with_builtin_chinese_names():
-    catalog = default_catalog({"zh": [ELEVATER_ZH_PATH]})
+def test_chinese_templates_from_elevater_zh_combine_with_builtin_chinese_names(elevater_metadata):
+    catalog = default_catalog({"zh": [elevater_metadata.zh_path]})
     prompts = catalog.lookup("cifar-10", "zh")
-    zh_file = json.loads(ELEVATER_ZH_PATH.read_text(encoding="utf-8"))
+    zh_file = elevater_metadata.zh
     assert zh_file["cifar-10"]["classnames"] is None
     assert prompts.templates == zh_file["cifar-10"]["templates"]
     assert prompts.classnames == BUILTIN_PROMPTS["cifar-10"]["zh"]["classnames"]
 
 
-def test_elevater_file_names_and_metric_come_before_builtin_ones():
-    catalog = default_catalog({"en": [SHARED_ELEVATER / "elevater_en.json"]})
-    assert catalog.lookup("cifar-10", "en").classnames == ELEVATER_EN["cifar-10"]["classnames"]
-    assert catalog.lookup("cifar-10", "en").templates == ELEVATER_EN["cifar-10"]["templates"]
+def test_elevater_file_names_and_metric_come_before_builtin_ones(elevater_metadata):
+    catalog = default_catalog({"en": [elevater_metadata.en_path]})
+    assert catalog.lookup("cifar-10", "en").classnames == elevater_metadata.en["cifar-10"]["classnames"]
+    assert catalog.lookup("cifar-10", "en").templates == elevater_metadata.en["cifar-10"]["templates"]
     assert catalog.metric("voc-2007-classification") == "11point_mAP"
     assert catalog.metric("caltech-101") == "mean-per-class"
 
 
-def test_missing_chinese_names_raise_an_error_naming_dataset_and_language():
-    catalog = default_catalog({"zh": [ELEVATER_ZH_PATH]})
+def test_missing_chinese_names_raise_an_error_naming_dataset_and_language(elevater_metadata):
+    catalog = default_catalog({"zh": [elevater_metadata.zh_path]})
     with pytest.raises(KeyError, match="no 'zh' class names for dataset 'caltech-101'"):
         catalog.lookup("caltech-101", "zh")
 
