@@ -21,11 +21,11 @@ from pathlib import Path
 import datasets
 import torch
 
-from trainers.data import DataSpec, SourceSpec, benchmark_text_corpus, generate_benchmark
-from trainers.distill import run as run_distill
-from trainers.teacher import build_tiny_altclip_teacher
-from trainers.teacher_cache import main as cache_main
-from trainers.tokenizer import build_bilingual_tokenizer
+from dcclip.trainers.data import DataSpec, SourceSpec, benchmark_text_corpus, generate_benchmark
+from dcclip.trainers.distill import run as run_distill
+from dcclip.trainers.teacher.model import build_altclip_teacher
+from dcclip.trainers.cache_teacher import main as cache_main
+from dcclip.trainers.data.tokenizer import build_bilingual_tokenizer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,7 +34,7 @@ def _prepare(root: Path, args: argparse.Namespace) -> list[str]:
     """Data, tokenizer and teacher folder; returns the distill.py arguments shared by both runs."""
     scenes = generate_benchmark(root / "scenes", n_train=args.n_images, n_eval=2, n_retrieval=1, image_size=args.image_size)
     tokenizer = build_bilingual_tokenizer(benchmark_text_corpus(), vocab_size=400, model_max_length=args.max_text_length)
-    teacher, processor = build_tiny_altclip_teacher(
+    teacher, processor = build_altclip_teacher(
         tokenizer, image_size=args.image_size, patch_size=8, hidden_size=args.teacher_width,
         num_layers=args.teacher_layers, projection_dim=32,
     )  # fmt: skip
@@ -54,7 +54,7 @@ def _prepare(root: Path, args: argparse.Namespace) -> list[str]:
         "--teacher", str(root / "teacher"),
         "--image_data", str(images.save(root / "images.yaml")),
         "--text_data", str(texts.save(root / "texts.yaml")),
-        "--student_image_size", str(args.image_size),
+        "--image_size", str(args.image_size),
         "--max_text_length", str(args.max_text_length),
         "--per_device_train_batch_size", str(args.batch_size),
         "--max_steps", str(args.steps),

@@ -27,11 +27,11 @@ import torch
 from PIL import Image
 from transformers import AutoTokenizer
 
-from evaluation.embeddings import embed_images
-from evaluation.prompts import default_catalog
-from evaluation.zero_shot import ZeroShotClassifier
+from dcclip.evaluation.embeddings import embed_images
+from dcclip.evaluation.prompts import default_catalog
+from dcclip.evaluation.zero_shot import ZeroShotClassifier
 from modeling_dcclip import DCCLIPConfig, DCCLIPModel, DCCLIPProcessor, make_image_processor
-from trainers.tokenizer import build_bilingual_tokenizer
+from dcclip.trainers.data.tokenizer import build_bilingual_tokenizer
 
 
 def random_images(count: int, size: int = 256) -> list[Image.Image]:

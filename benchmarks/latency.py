@@ -106,7 +106,7 @@ def _build_pytorch_tower(spec: Measurement, args: LatencyArguments):
     import torch
     from safetensors.torch import save_file
 
-    from evaluation.model_loading import tower_parameter_counts
+    from dcclip.evaluation.model_loading import tower_parameter_counts
     from modeling_dcclip import DCCLIPConfig, DCCLIPModel, as_embedding
 
     torch.manual_seed(0)
@@ -144,7 +144,7 @@ def _build_pytorch_tower(spec: Measurement, args: LatencyArguments):
 
 
 def _build_onnx_tower(spec: Measurement, args: LatencyArguments):
-    from export.onnx_model import make_session
+    from dcclip.export.onnx_model import make_session
 
     session = make_session(spec.onnx_path, intra_op_threads=args.threads)
     data_file = Path(spec.onnx_path + ".data")  # external weights of towers over 2 GiB
@@ -214,8 +214,8 @@ def export_students(args: LatencyArguments, folder: str) -> dict[str, dict[str, 
     """ONNX fp32 + int8 files of the student towers (and of the pruned student's text tower), built with seed 0."""
     import torch
 
-    from export.onnx_export import export_image_tower, export_text_tower
-    from export.quantize import quantize_int8_dynamic
+    from dcclip.export.onnx_export import export_image_tower, export_text_tower
+    from dcclip.export.quantize import quantize_int8_dynamic
     from modeling_dcclip import DCCLIPConfig, DCCLIPModel
 
     torch.set_num_threads(args.threads)

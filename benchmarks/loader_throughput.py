@@ -21,8 +21,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from modeling_dcclip import DCCLIPProcessor, make_image_processor
-from trainers.data import DataSpec, ImageTextCollator, benchmark_text_corpus, generate_benchmark, load_image_text_data
-from trainers.tokenizer import build_bilingual_tokenizer
+from dcclip.trainers.data import DataSpec, ImageTextCollator, benchmark_text_corpus, generate_benchmark, load_image_text_data
+from dcclip.trainers.data.tokenizer import build_bilingual_tokenizer
 
 
 def measure(spec: DataSpec, processor: DCCLIPProcessor, workers: int, batch_size: int, epochs: int) -> dict:

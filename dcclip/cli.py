@@ -11,16 +11,16 @@ import sys
 
 # command -> ("module:function", one-line help). Each function takes the remaining argv.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("demo.run:main", "the whole method end to end, offline, on the built-in bilingual benchmark"),
-    "make-benchmark": ("trainers.data.synthetic_scenes:main", "generate the built-in bilingual benchmark data"),
-    "build-tokenizer": ("trainers.build_tokenizer:main", "train the offline bilingual SentencePiece tokenizer"),
-    "distill": ("trainers.distill:main", "stage 1: feature-map distillation from the teacher"),
-    "teacher-cache": ("trainers.teacher_cache:main", "run the teacher once over a dataset and store its targets"),
-    "align": ("trainers.align:main", "stage 2: bilingual image-text alignment (InfoNCE)"),
-    "eval": ("evaluation.cli:main", "zero-shot classification and retrieval, EN and ZH, beside the teacher"),
-    "export": ("export.cli:main", "ONNX export of both towers (fp32, int8) with a parity check"),
-    "prune-vocab": ("export.prune_vocab:main", "keep only the tokens a Chinese + English corpus uses"),
-    "push": ("hub.push:main", "write the model card and upload a model folder to the Hub"),
+    "demo": ("dcclip.demo.run:main", "the whole method end to end, offline, on the built-in bilingual benchmark"),
+    "make-benchmark": ("dcclip.trainers.make_benchmark:main", "generate the built-in bilingual benchmark data"),
+    "build-tokenizer": ("dcclip.trainers.build_tokenizer:main", "train the offline bilingual SentencePiece tokenizer"),
+    "distill": ("dcclip.trainers.distill:main", "stage 1: feature-map distillation from the teacher"),
+    "teacher-cache": ("dcclip.trainers.cache_teacher:main", "run the teacher once over a dataset and store its targets"),
+    "align": ("dcclip.trainers.align:main", "stage 2: bilingual image-text alignment (InfoNCE)"),
+    "eval": ("dcclip.evaluation.cli:main", "zero-shot classification and retrieval, EN and ZH, beside the teacher"),
+    "export": ("dcclip.export.cli:main", "ONNX export of both towers (fp32, int8) with a parity check"),
+    "prune-vocab": ("dcclip.export.prune_vocab:main", "keep only the tokens a Chinese + English corpus uses"),
+    "push": ("dcclip.hub.push:main", "write the model card and upload a model folder to the Hub"),
 }
 
 

@@ -15,9 +15,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from evaluation.results import EvaluationResults
-
-LANGUAGES = ("en", "zh")
+from dcclip.evaluation.results import EvaluationResults
+from dcclip.languages import LANGUAGES
 RETENTION_TARGET_PCT = 90.0
 # A teacher score counts as well above chance when it is this many binomial standard errors above it.
 ABOVE_CHANCE_Z = 5.0

@@ -16,10 +16,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from evaluation.results import EvaluationResults
-from hub.folder_check import FolderReport, check_model_folder
-from hub.model_card import CardInputs, build_model_card, select_student
-from hub.training_record import read_training_record
+from dcclip.evaluation.results import EvaluationResults
+from dcclip.hub.folder_check import FolderReport, check_model_folder
+from dcclip.hub.model_card import CardInputs, build_model_card, select_student
+from dcclip.trainers.records import read_training_record
 
 # The card's usage snippet needs a repository id; the demo publishes nothing, so it names a placeholder.
 PLACEHOLDER_REPO_ID = "your-org/dc-clip-demo"

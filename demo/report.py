@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from evaluation.results import EvaluationResults
-from hub.model_card import markdown_table
+from dcclip.evaluation.results import EvaluationResults
+from dcclip.hub.model_card import markdown_table
 
 from . import analysis
 

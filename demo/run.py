@@ -34,11 +34,12 @@ import datasets
 import torch
 import transformers
 
-from evaluation.model_loading import load_evaluated_model
-from evaluation.report import build_report, write_report
-from evaluation.tasks import load_builtin_benchmark, load_retrieval_split
-from trainers.data import DataSpec, SourceSpec, benchmark_text_corpus, generate_benchmark, load_image_text_data
-from trainers.tokenizer import build_bilingual_tokenizer
+from dcclip.command_line import CommandParser
+from dcclip.evaluation.model_loading import load_evaluated_model
+from dcclip.evaluation.report import build_report, write_report
+from dcclip.evaluation.tasks import load_builtin_benchmark, load_retrieval_split
+from dcclip.trainers.data import DataSpec, SourceSpec, benchmark_text_corpus, generate_benchmark, load_image_text_data
+from dcclip.trainers.data.tokenizer import build_bilingual_tokenizer
 
 from . import report
 from .hub_export import check_reload, describe_reload, export_for_hub, reload_probe
@@ -127,8 +128,8 @@ def _minutes(seconds: float) -> str:
     return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> CommandParser:
+    parser = CommandParser(
         prog="dcclip demo", description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--out", type=Path, default=Path("dcclip-demo"), help="output folder (default: ./dcclip-demo)")

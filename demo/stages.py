@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from trainers import align, distill
+from dcclip.trainers import align, distill
 
 
 def write_config(values: dict, path: str | Path) -> Path:

@@ -8,7 +8,9 @@ from pathlib import Path
 
 from transformers import AutoConfig, AutoProcessor, set_seed
 
-from modeling_dcclip import DCCLIPConfig, DCCLIPModel, DCCLIPProcessor, make_image_processor
+from modeling_dcclip import DCCLIPConfig, DCCLIPModel
+
+from dcclip.trainers.student.build import student_processor
 
 from .scales import StudentSettings
 
@@ -35,13 +37,8 @@ def save_initial_student(
     )
     set_seed(seed)
     model = DCCLIPModel(config)
-    teacher_images = teacher_processor.image_processor
-    # The student sees images normalised as the teacher does, at its own resolution (as trainers/distill.py does
-    # for a preset student).
-    image_processor = make_image_processor(
-        settings.image_size, image_mean=list(teacher_images.image_mean), image_std=list(teacher_images.image_std)
-    )
     output_dir = Path(output_dir)
     model.save_pretrained(output_dir)
-    DCCLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(output_dir)
+    # the same processor as a preset student's: images normalised as the teacher's, at the student's resolution
+    student_processor(settings.image_size, tokenizer, teacher_processor).save_pretrained(output_dir)
     return output_dir

@@ -11,45 +11,31 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from transformers import AltCLIPConfig, AltCLIPModel, AltCLIPProcessor, Trainer, TrainingArguments, set_seed
+from transformers import AltCLIPModel, AltCLIPProcessor, Trainer, TrainingArguments, set_seed
 
-from modeling_dcclip import make_image_processor
-from trainers.data import ImageTextCollator, SampleQualityCallback, load_image_text_data
+from dcclip.trainers.data import ImageTextCollator, SampleQualityCallback, load_image_text_data
+from dcclip.trainers.teacher.model import build_altclip_teacher
 
 from .scales import TeacherSettings
 
 
 def build_teacher(tokenizer, settings: TeacherSettings, seed: int) -> tuple[AltCLIPModel, AltCLIPProcessor]:
-    """A randomly initialised AltCLIP of `settings`' size that uses `tokenizer`, and its processor."""
-    width, heads, mlp = settings.hidden_size, settings.num_heads, settings.mlp_ratio * settings.hidden_size
-    text_config = {
-        "vocab_size": len(tokenizer),
-        "hidden_size": width,
-        "num_hidden_layers": settings.num_layers,
-        "num_attention_heads": heads,
-        "intermediate_size": mlp,
-        "project_dim": width,
-        "max_position_embeddings": int(tokenizer.model_max_length) + 2,  # XLM-R positions start after the pad id
-        "pad_token_id": tokenizer.pad_token_id,
-    }
-    vision_config = {
-        "hidden_size": width,
-        "num_hidden_layers": settings.num_layers,
-        "num_attention_heads": heads,
-        "intermediate_size": mlp,
-        "image_size": settings.image_size,
-        "patch_size": settings.patch_size,
-    }
-    config = AltCLIPConfig(
-        text_config=text_config,
-        vision_config=vision_config,
+    """A randomly initialised AltCLIP of `settings`' size that uses `tokenizer`, and its processor, with attention
+    started as a token average (see `start_attention_as_token_average`)."""
+    set_seed(seed)
+    model, processor = build_altclip_teacher(
+        tokenizer,
+        image_size=settings.image_size,
+        patch_size=settings.patch_size,
+        hidden_size=settings.hidden_size,
+        num_layers=settings.num_layers,
+        num_heads=settings.num_heads,
+        mlp_ratio=settings.mlp_ratio,
         projection_dim=settings.projection_dim,
         logit_scale_init_value=settings.logit_scale_init,
+        seed=seed,
     )
-    set_seed(seed)
-    model = AltCLIPModel(config)
     start_attention_as_token_average(model)
-    processor = AltCLIPProcessor(image_processor=make_image_processor(settings.image_size), tokenizer=tokenizer)
     return model, processor
 
 

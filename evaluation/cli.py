@@ -5,21 +5,22 @@ Example::
 
     dcclip eval --teacher BAAI/AltCLIP --student outputs/align/final \\
         --benchmark data/eval --retrieval data/eval/retrieval \\
-        --elevater-root /data/elevater --elevater-tasks cifar-10 dtd \\
-        --prompts-en ../shared/elevater/elevater_en.json --prompts-zh ../shared/elevater/elevater_zh.json \\
-        --output-dir outputs/eval
+        --elevater_root /data/elevater --elevater_tasks cifar-10 dtd \\
+        --prompts_en ../shared/elevater/elevater_en.json --prompts_zh ../shared/elevater/elevater_zh.json \\
+        --output_dir outputs/eval
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
 
-from evaluation.model_loading import load_evaluated_model
-from evaluation.prompts import LANGUAGES, default_catalog
-from evaluation.report import build_report, write_report
-from evaluation.tasks import (
+from dcclip.command_line import CommandParser
+from dcclip.evaluation.model_loading import load_evaluated_model
+from dcclip.evaluation.prompts import default_catalog
+from dcclip.languages import LANGUAGES
+from dcclip.evaluation.report import build_report, write_report
+from dcclip.evaluation.tasks import (
     ELEVATER_TEST_INDEX_NAMES,
     load_builtin_benchmark,
     load_elevater_task,
@@ -30,8 +31,8 @@ from evaluation.tasks import (
 logger = logging.getLogger(__name__)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dcclip eval", description=__doc__.split("\n\n")[0])
+def build_parser() -> CommandParser:
+    parser = CommandParser(prog="dcclip eval", description=__doc__.split("\n\n")[0])
     models = parser.add_argument_group("models (folders or Hub ids)")
     models.add_argument("--teacher", help="the teacher (an AltCLIP folder / Hub id); students get a retention score")
     models.add_argument("--student", action="append", default=[], help="a student model; repeat for several")
@@ -40,19 +41,19 @@ def build_parser() -> argparse.ArgumentParser:
     tasks.add_argument(
         "--retrieval", type=Path, action="append", default=[], help="retrieval imagefolder (captions_<lang>); repeatable"
     )
-    tasks.add_argument("--elevater-root", type=Path, help="folder of ELEVATER datasets, one sub-folder per dataset key")
-    tasks.add_argument("--tasks-file", type=Path, help="JSON list of task specs (elevater / imagefolder / hub sources)")
-    tasks.add_argument("--benchmark-tasks", nargs="+", help="only these tasks of --benchmark (default: all)")
-    tasks.add_argument("--elevater-tasks", nargs="+", help="only these datasets of --elevater-root (default: all)")
+    tasks.add_argument("--elevater_root", type=Path, help="folder of ELEVATER datasets, one sub-folder per dataset key")
+    tasks.add_argument("--tasks_file", type=Path, help="JSON list of task specs (elevater / imagefolder / hub sources)")
+    tasks.add_argument("--benchmark_tasks", nargs="+", help="only these tasks of --benchmark (default: all)")
+    tasks.add_argument("--elevater_tasks", nargs="+", help="only these datasets of --elevater_root (default: all)")
     prompts = parser.add_argument_group("class names and templates")
-    prompts.add_argument("--prompts-en", type=Path, action="append", default=[], help="ELEVATER-format JSON (English)")
-    prompts.add_argument("--prompts-zh", type=Path, action="append", default=[], help="ELEVATER-format JSON (Chinese)")
+    prompts.add_argument("--prompts_en", type=Path, action="append", default=[], help="ELEVATER-format JSON (English)")
+    prompts.add_argument("--prompts_zh", type=Path, action="append", default=[], help="ELEVATER-format JSON (Chinese)")
     run = parser.add_argument_group("run")
     run.add_argument("--languages", nargs="+", default=list(LANGUAGES), choices=LANGUAGES)
-    run.add_argument("--batch-size", type=int, default=64)
+    run.add_argument("--batch_size", type=int, default=64)
     run.add_argument("--device", default="cpu")
-    run.add_argument("--output-dir", type=Path, required=True)
-    run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    run.add_argument("--output_dir", type=Path, required=True)
+    run.add_argument("--no_progress", action="store_true", help="hide progress bars")
     return parser
 
 
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.teacher and not args.student:
         raise SystemExit("dcclip eval: give --teacher and/or --student")
     if not (args.benchmark or args.retrieval or args.elevater_root or args.tasks_file):
-        raise SystemExit("dcclip eval: give at least one of --benchmark, --retrieval, --elevater-root, --tasks-file")
+        raise SystemExit("dcclip eval: give at least one of --benchmark, --retrieval, --elevater_root, --tasks_file")
 
     catalog = default_catalog({"en": args.prompts_en, "zh": args.prompts_zh})
     zero_shot_tasks = []

@@ -11,7 +11,7 @@ from transformers import AutoModel, AutoProcessor
 from transformers.utils import cached_file
 
 import modeling_dcclip  # noqa: F401  (registers DCCLIP with AutoModel / AutoProcessor)
-from evaluation.results import ModelInfo, Role
+from dcclip.evaluation.results import ModelInfo, Role
 
 
 @dataclass

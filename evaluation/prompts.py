@@ -12,10 +12,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from evaluation.builtin_prompts import BUILTIN_PROMPTS, DEFAULT_TEMPLATES
-from evaluation.metrics import ELEVATER_METRICS
-
-LANGUAGES = ("en", "zh")
+from dcclip.evaluation.builtin_prompts import BUILTIN_PROMPTS, DEFAULT_TEMPLATES
+from dcclip.evaluation.metrics import ELEVATER_METRICS
+from dcclip.languages import LANGUAGES
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from evaluation.embeddings import embed_image_dataset, eval_mode
-from evaluation.model_loading import EvaluatedModel
-from evaluation.results import CrossLingualEntry, EvaluationResults, ScoreEntry, TaskInfo, write_results
-from evaluation.retrieval import evaluate_retrieval
-from evaluation.tasks import RetrievalTask, ZeroShotTask
-from evaluation.zero_shot import evaluate_zero_shot
+from dcclip.languages import LANGUAGES
+
+from dcclip.evaluation.model_loading import EvaluatedModel
+from dcclip.evaluation.results import CrossLingualEntry, EvaluationResults, ScoreEntry, TaskInfo, write_results
+from dcclip.evaluation.task_evaluation import evaluate_task
+from dcclip.evaluation.tasks import RetrievalTask, ZeroShotTask
 
 RESULTS_FILE = "results.json"
 MARKDOWN_FILE = "results.md"
@@ -30,7 +30,7 @@ def build_report(
     models: Sequence[EvaluatedModel],
     zero_shot_tasks: Sequence[ZeroShotTask] = (),
     retrieval_tasks: Sequence[RetrievalTask] = (),
-    languages: Sequence[str] = ("en", "zh"),
+    languages: Sequence[str] = LANGUAGES,
     batch_size: int = 64,
     show_progress: bool = True,
 ) -> EvaluationResults:
@@ -45,32 +45,15 @@ def build_report(
     cross_lingual: list[CrossLingualEntry] = []
     jobs = [(m, t) for m in models for t in (*zero_shot_tasks, *retrieval_tasks)]
     for model, task in tqdm(jobs, desc="evaluation", unit="task", disable=not show_progress):
-        with eval_mode(model.model):
-            image_embeddings = embed_image_dataset(
-                model.model, model.processor, task.images, batch_size, show_progress=show_progress
-            )
-        evaluate = evaluate_zero_shot if isinstance(task, ZeroShotTask) else evaluate_retrieval
-        by_language = {
-            language: evaluate(
-                model.model,
-                model.processor,
-                task,
-                language,
-                batch_size,
-                image_embeddings=image_embeddings,
-                show_progress=show_progress,
-            )
-            for language in languages
-        }
+        by_language = evaluate_task(model.model, model.processor, task, languages, batch_size, show_progress)
         for language, outcome in by_language.items():
-            entry = ScoreEntry(model.name, task.name, language, outcome["metric"], outcome["score"], outcome["scores"])
-            scores.append(entry)
+            scores.append(ScoreEntry(model.name, task.name, language, outcome.metric, outcome.score, outcome.scores))
         if "en" in by_language and "zh" in by_language:
             en, zh = by_language["en"], by_language["zh"]
             agreement = None
             if isinstance(task, ZeroShotTask):
-                agreement = float(np.mean(np.array(en["predictions"]) == np.array(zh["predictions"])))
-            cross_lingual.append(CrossLingualEntry(model.name, task.name, en["score"] - zh["score"], agreement))
+                agreement = float(np.mean(np.array(en.predictions) == np.array(zh.predictions)))
+            cross_lingual.append(CrossLingualEntry(model.name, task.name, en.score - zh.score, agreement))
     teacher = next((m.name for m in models if m.role == "teacher"), None)
     results = EvaluationResults(
         models=[m.info() for m in models],

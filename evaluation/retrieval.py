@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from evaluation.embeddings import embed_image_dataset, embed_text_list, eval_mode
-from evaluation.tasks import RetrievalTask
+from dcclip.evaluation.embeddings import embed_image_dataset, embed_text_list, eval_mode
+from dcclip.evaluation.scores import RetrievalScore
+from dcclip.evaluation.tasks import RetrievalTask
 
 RECALL_AT = (1, 5, 10)
 
@@ -57,12 +58,12 @@ def evaluate_retrieval(
     device: str | torch.device | None = None,
     image_embeddings: torch.Tensor | None = None,
     show_progress: bool = False,
-) -> dict:
+) -> RetrievalScore:
     """Image<->text retrieval on ``task`` with the captions of ``language`` (arguments as in ``evaluate_zero_shot``).
 
     Returns:
-        ``{"task", "language", "metric": "mean_recall", "score", "scores", "num_images", "num_captions",
-        "images_without_caption"}``; ``scores`` holds every Recall@K (see :func:`retrieval_recalls`).
+        a `RetrievalScore` whose metric is ``mean_recall``; ``scores`` holds every Recall@K (see
+        :func:`retrieval_recalls`).
     """
     if language not in task.captions:
         raise KeyError(f"retrieval task {task.name!r} has no {language!r} captions; it has {task.languages}")
@@ -79,13 +80,13 @@ def evaluate_retrieval(
         text_embeddings = embed_text_list(model, processor, captions, batch_size, show_progress)
     similarity = image_embeddings.to(text_embeddings.device) @ text_embeddings.T
     scores = retrieval_recalls(similarity.cpu(), owner)
-    return {
-        "task": task.name,
-        "language": language,
-        "metric": "mean_recall",
-        "score": scores["mean_recall"],
-        "scores": scores,
-        "num_images": len(per_image),
-        "num_captions": len(captions),
-        "images_without_caption": sum(1 for image_captions in per_image if not image_captions),
-    }
+    return RetrievalScore(
+        task=task.name,
+        language=language,
+        metric="mean_recall",
+        score=scores["mean_recall"],
+        scores=scores,
+        num_images=len(per_image),
+        num_captions=len(captions),
+        images_without_caption=sum(1 for image_captions in per_image if not image_captions),
+    )

@@ -25,8 +25,8 @@ from pathlib import Path
 import datasets
 import numpy as np
 
-from evaluation.metrics import ELEVATER_METRICS, MULTILABEL_METRICS
-from evaluation.prompts import LANGUAGES, ClassPrompts, PromptCatalog, classnames_source, read_classnames_file
+from dcclip.evaluation.metrics import ELEVATER_METRICS, MULTILABEL_METRICS
+from dcclip.evaluation.prompts import LANGUAGES, ClassPrompts, PromptCatalog, classnames_source, read_classnames_file
 
 IMAGE_COLUMN = "image"
 # Index files the ELEVATER datasets use for their test split (vision_datasets.json), tried in this order.

@@ -9,10 +9,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from evaluation.embeddings import embed_image_dataset, embed_images, embed_text_list, eval_mode
-from evaluation.metrics import ELEVATER_LOGIT_SCALE, compute_classification_metrics
-from evaluation.prompts import ClassPrompts
-from evaluation.tasks import ZeroShotTask
+from dcclip.evaluation.embeddings import embed_image_dataset, embed_images, embed_text_list, eval_mode
+from dcclip.evaluation.metrics import ELEVATER_LOGIT_SCALE, compute_classification_metrics
+from dcclip.evaluation.prompts import ClassPrompts
+from dcclip.evaluation.scores import ZeroShotScore
+from dcclip.evaluation.tasks import ZeroShotTask
 
 
 class ZeroShotClassifier:
@@ -98,7 +99,7 @@ def evaluate_zero_shot(
     device: str | torch.device | None = None,
     image_embeddings: torch.Tensor | None = None,
     show_progress: bool = False,
-) -> dict:
+) -> ZeroShotScore:
     """Zero-shot classification of ``task`` in ``language``.
 
     Args:
@@ -113,9 +114,8 @@ def evaluate_zero_shot(
         show_progress: show progress bars.
 
     Returns:
-        ``{"task", "language", "metric", "score", "scores", "num_images", "num_classes", "predictions"}``: ``score``
-        is the task's metric, ``scores`` all metrics (see :func:`compute_classification_metrics`), ``predictions``
-        the top-1 class id per image.
+        a `ZeroShotScore`: ``score`` is the task's metric, ``scores`` all metrics (see
+        :func:`compute_classification_metrics`), ``predictions`` the top-1 class id per image.
     """
     if language not in task.prompts:
         raise KeyError(f"task {task.name!r} has no {language!r} prompts; it has {task.languages}")
@@ -126,13 +126,13 @@ def evaluate_zero_shot(
             image_embeddings = embed_image_dataset(model, processor, task.images, batch_size, show_progress=show_progress)
         classifier = ZeroShotClassifier(model, processor, task.prompts[language], show_progress=show_progress)
         scores, predictions = score_zero_shot(classifier, image_embeddings, task)
-    return {
-        "task": task.name,
-        "language": language,
-        "metric": task.metric,
-        "score": scores["score"],
-        "scores": scores,
-        "num_images": len(task.images),
-        "num_classes": task.num_classes,
-        "predictions": predictions.tolist(),
-    }
+    return ZeroShotScore(
+        task=task.name,
+        language=language,
+        metric=task.metric,
+        score=scores["score"],
+        scores=scores,
+        num_images=len(task.images),
+        num_classes=task.num_classes,
+        predictions=predictions.tolist(),
+    )

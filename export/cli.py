@@ -150,14 +150,14 @@ def export_model(args: ExportArguments) -> dict:
                 INT8_MIN_COSINE)
 
     if args.benchmark:
-        from evaluation.tasks import load_builtin_benchmark
+        from dcclip.evaluation.tasks import load_builtin_benchmark
+        from dcclip.languages import LANGUAGES
 
         from .zero_shot_change import compare_zero_shot
 
         models = {"pytorch": model, **onnx_models}
-        languages = ("en", "zh")
-        report["zero_shot"] = compare_zero_shot(models, processor, load_builtin_benchmark(args.benchmark, languages),
-                                                languages)
+        report["zero_shot"] = compare_zero_shot(models, processor, load_builtin_benchmark(args.benchmark, LANGUAGES),
+                                                LANGUAGES)
         for task, per_language in report["zero_shot"].items():
             for language, row in per_language.items():
                 logger.info("zero-shot %s (%s): %s", task, language,

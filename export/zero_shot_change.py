@@ -8,9 +8,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
-from evaluation.embeddings import embed_image_dataset
-from evaluation.tasks import ZeroShotTask
-from evaluation.zero_shot import evaluate_zero_shot
+from dcclip.evaluation.task_evaluation import evaluate_task
+from dcclip.evaluation.tasks import ZeroShotTask
 
 REFERENCE = "pytorch"
 
@@ -30,22 +29,16 @@ def compare_zero_shot(models: Mapping[str, torch.nn.Module], processor, tasks: S
         raise ValueError(f"compare_zero_shot needs a {REFERENCE!r} model as the reference; got {sorted(models)}")
     table: dict[str, dict[str, dict[str, float]]] = {}
     for task in tasks:
-        results = {}
-        for name, model in models.items():
-            # Images go through each image tower once and serve every language.
-            image_embeddings = embed_image_dataset(model, processor, task.images, batch_size)
-            results[name] = {language: evaluate_zero_shot(model, processor, task, language, batch_size,
-                                                          image_embeddings=image_embeddings)
-                             for language in languages}
+        results = {name: evaluate_task(model, processor, task, languages, batch_size) for name, model in models.items()}
         table[task.name] = {}
         for language in languages:
             reference = results[REFERENCE][language]
-            row: dict[str, float] = {name: result[language]["score"] for name, result in results.items()}
+            row: dict[str, float] = {name: result[language].score for name, result in results.items()}
             for name in models:
                 if name == REFERENCE:
                     continue
-                row[f"{name}_minus_{REFERENCE}"] = results[name][language]["score"] - reference["score"]
+                row[f"{name}_minus_{REFERENCE}"] = results[name][language].score - reference.score
                 row[f"{name}_same_prediction"] = float(np.mean(
-                    np.asarray(results[name][language]["predictions"]) == np.asarray(reference["predictions"])))
+                    np.asarray(results[name][language].predictions) == np.asarray(reference.predictions)))
             table[task.name][language] = row
     return table

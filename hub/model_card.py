@@ -15,10 +15,10 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from evaluation.results import EvaluationResults, ModelInfo, ScoreEntry
+from dcclip.evaluation.results import EvaluationResults, ModelInfo, ScoreEntry
 
 from .folder_check import FolderReport
-from .training_record import TrainingRecord
+from dcclip.trainers.records import TrainingRecord
 
 TEMPLATE_PATH = Path(__file__).with_name("model_card_template.md")
 # Marks a README.md written by this module, so `dcclip push` may replace it but never a hand-written one.

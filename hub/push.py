@@ -18,11 +18,11 @@ from huggingface_hub import CommitInfo, HfApi
 from huggingface_hub.constants import DEFAULT_REVISION
 from transformers import HfArgumentParser
 
-from evaluation.results import read_results
+from dcclip.evaluation.results import read_results
 
-from hub.folder_check import TRAINING_BY_PRODUCTS, FolderReport, check_model_folder
-from hub.model_card import CardInputs, build_model_card, is_generated_card, read_latency, select_student
-from hub.training_record import read_training_record
+from dcclip.hub.folder_check import TRAINING_BY_PRODUCTS, FolderReport, check_model_folder
+from dcclip.hub.model_card import CardInputs, build_model_card, is_generated_card, read_latency, select_student
+from dcclip.trainers.records import read_training_record
 
 
 @dataclass

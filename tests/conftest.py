@@ -61,7 +61,7 @@ def elevater_metadata() -> ElevaterMetadata:
 
 @pytest.fixture(scope="session")
 def tiny_tokenizer(tmp_path_factory):
-    from trainers.tokenizer import build_bilingual_tokenizer
+    from dcclip.trainers.data.tokenizer import build_bilingual_tokenizer
 
     return build_bilingual_tokenizer(TINY_CORPUS, vocab_size=300, save_dir=tmp_path_factory.mktemp("tokenizer"))
 

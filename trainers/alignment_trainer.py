@@ -1,134 +1,29 @@
-"""Stage 2: `AlignmentConfig` (TrainingArguments + alignment options) and `AlignmentTrainer`, which wires the
-global-batch bilingual InfoNCE of `contrastive_loss.py` into the HF Trainer, with tower locking and CLIP-style
-optimizer groups.
+"""Stage 2's `AlignmentTrainer`: wires the global-batch bilingual InfoNCE of `losses/contrastive.py` into the HF
+Trainer, with tower locking and CLIP-style optimizer groups.
 
-A batch (from `AlignmentCollator`) holds each image once and its captions:
-`pixel_values` (N images), `input_ids` / `attention_mask` (M captions), `language` (M language ids) and `image_index`
-(M: the image row each caption describes).
+A batch is the canonical bilingual batch of `data/collators.py`: `pixel_values` (N images, each once),
+`input_ids` / `attention_mask` (M captions), `language` (M language ids) and `image_index` (M: the image row each
+caption describes).
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
-from transformers import Trainer, TrainingArguments
+from transformers import Trainer
 
 from modeling_dcclip import DCCLIPModel
-from trainers.contrastive_loss import ContrastiveLoss
-from trainers.data import LANGUAGES, ImageTextCollator
-from trainers.data.schema import CAPTION_COLUMNS
-from trainers.distillation_losses import embedding_distillation_loss
-from trainers.teacher import DistillationTeacher
 
-
-@dataclass
-class AlignmentConfig(TrainingArguments):
-    """Training arguments of stage 2 (vision-language alignment). Every `TrainingArguments` field applies too
-    (`learning_rate`, `weight_decay`, `activation_checkpointing`, `deepspeed`, ...)."""
-
-    bilingual_captions: Literal["both", "sample"] = field(
-        default="both",
-        metadata={
-            "help": "For an image with an English and a Chinese caption: 'both' trains on both pairs in the same step "
-            "(the image is embedded once and its two captions are never negatives of each other), 'sample' draws "
-            "one of the two at random each time the image is seen."
-        },
-    )
-    local_loss: bool = field(
-        default=False,
-        metadata={
-            "help": "Memory-saving form of the global-batch loss: each rank scores only its own pairs against the "
-            "gathered batch (O(local x global) logits instead of O(global^2)). Same gradients, same mean loss."
-        },
-    )
-    lock_image_tower: bool = field(
-        default=False,
-        metadata={"help": "Freeze the image tower (LiT-style); its projection stays trainable."},
-    )
-    unlocked_image_layers: int = field(
-        default=0,
-        metadata={"help": "With lock_image_tower: keep the last N blocks (CNN: stages) and the final norm trainable."},
-    )
-    lock_text_tower: bool = field(
-        default=False,
-        metadata={"help": "Freeze the text tower; its projection stays trainable."},
-    )
-    unlocked_text_layers: int = field(
-        default=0,
-        metadata={"help": "With lock_text_tower: keep the last N transformer layers trainable."},
-    )
-    image_tower_learning_rate: float | None = field(
-        default=None, metadata={"help": "Learning rate of the image tower (default: learning_rate)."}
-    )
-    text_tower_learning_rate: float | None = field(
-        default=None, metadata={"help": "Learning rate of the text tower (default: learning_rate)."}
-    )
-    logit_scale_learning_rate: float | None = field(
-        default=None, metadata={"help": "Learning rate of the learnable temperature (default: learning_rate)."}
-    )
-    teacher_loss_weight: float = field(
-        default=0.0,
-        metadata={
-            "help": "Weight of a term that keeps the student's image and text embeddings close to the teacher's "
-            "(stage 1's embedding_distillation_loss: cosine distance); needs a teacher. 0 disables it."
-        },
-    )
-    remove_unused_columns: bool = field(
-        default=False,
-        metadata={"help": "Kept False: the collator needs the raw image and caption columns."},
-    )
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.bilingual_captions not in ("both", "sample"):
-            raise ValueError(f"bilingual_captions must be 'both' or 'sample', got {self.bilingual_captions!r}")
-        for tower in ("image", "text"):
-            unlocked = getattr(self, f"unlocked_{tower}_layers")
-            if unlocked < 0:
-                raise ValueError(f"unlocked_{tower}_layers must be >= 0, got {unlocked}")
-            if unlocked and not getattr(self, f"lock_{tower}_tower"):
-                raise ValueError(f"unlocked_{tower}_layers={unlocked} only applies with lock_{tower}_tower")
-        if self.teacher_loss_weight < 0:
-            raise ValueError(f"teacher_loss_weight must be >= 0, got {self.teacher_loss_weight}")
-
-
-# ----- batches ------------------------------------------------------------------------------------------------------
-
-
-class AlignmentCollator:
-    """Canonical image-text samples -> an alignment batch in which every image appears once.
-
-    Wraps the data layer's `ImageTextCollator` (decoding, repair, captions per language, teacher inputs) and adds
-    `image_index`; in "both" mode that collator repeats an image once per caption language, and the repeats are
-    dropped here, so the image tower runs once per image and an image is never a negative of itself.
-    """
-
-    def __init__(self, collator: ImageTextCollator):
-        self.collator = collator
-
-    def __call__(self, samples: Sequence[dict]) -> dict[str, torch.Tensor]:
-        batch = self.collator(samples)
-        if self.collator.bilingual == "sample":
-            batch["image_index"] = torch.arange(len(samples))
-            return batch
-        # "both": one row per available language, in LANGUAGES order, sample after sample
-        languages = [[i for i, lang in enumerate(LANGUAGES) if sample[CAPTION_COLUMNS[lang]]] for sample in samples]
-        if batch["language"].tolist() != [i for per_sample in languages for i in per_sample]:
-            raise ValueError("the data collator's caption rows do not follow one row per language and sample")
-        counts = torch.tensor([len(per_sample) for per_sample in languages])
-        first_rows = counts.cumsum(0) - counts
-        batch["image_index"] = torch.repeat_interleave(torch.arange(len(samples)), counts)
-        for key in ("pixel_values", "teacher_pixel_values"):
-            if key in batch:
-                batch[key] = batch[key][first_rows]
-        return batch
+from dcclip.languages import LANGUAGES
+from dcclip.trainers.alignment_config import AlignmentConfig
+from dcclip.trainers.losses.contrastive import ContrastiveLoss
+from dcclip.trainers.losses.distillation import embedding_distillation_loss
+from dcclip.trainers.teacher.model import DistillationTeacher
 
 
 # ----- towers and parameter groups ----------------------------------------------------------------------------------
@@ -199,7 +94,7 @@ class AlignmentTrainer(Trainer):
         model: the student.
         args: an `AlignmentConfig`.
         teacher: the frozen stage-1 teacher, for `args.teacher_loss_weight > 0`; the batches must then carry the
-            teacher's inputs (`teacher_pixel_values`, `teacher_input_ids`, `teacher_attention_mask`), and its
+            teacher's inputs (`teacher_pixel_values`, and its own token ids where it tokenizes differently), and its
             embeddings must be as wide as the student's (`projection_dim`).
         **kwargs: the other `Trainer` arguments (`train_dataset`, `data_collator`, `callbacks`, ...).
     """
@@ -243,18 +138,9 @@ class AlignmentTrainer(Trainer):
     def _teacher_loss(
         self, inputs: dict[str, torch.Tensor], image_embeds: torch.Tensor, text_embeds: torch.Tensor
     ) -> torch.Tensor:
-        missing = [
-            key for key in ("teacher_pixel_values", "teacher_input_ids", "teacher_attention_mask") if key not in inputs
-        ]
-        if missing:
-            raise KeyError(
-                f"teacher_loss_weight > 0 but the batch has no {missing}; give the collator the teacher's processor"
-            )
-        targets = self.teacher(
-            pixel_values=inputs["teacher_pixel_values"],
-            input_ids=inputs["teacher_input_ids"],
-            attention_mask=inputs["teacher_attention_mask"],
-        )
+        if "teacher_pixel_values" not in inputs:
+            raise KeyError("teacher_loss_weight > 0 but the batch has no teacher inputs; give the collator the teacher's processor")
+        targets = self.teacher.targets_for_batch(inputs)
         image_term = embedding_distillation_loss(image_embeds, targets.image_embeds.to(image_embeds.dtype))
         text_term = embedding_distillation_loss(text_embeds, targets.text_embeds.to(text_embeds.dtype))
         return (image_term + text_term) / 2

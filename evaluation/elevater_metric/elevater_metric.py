@@ -14,7 +14,7 @@ import datasets
 import evaluate
 import numpy as np
 
-from evaluation.metrics import ELEVATER_METRICS, MULTILABEL_METRICS, compute_classification_metrics
+from dcclip.evaluation.metrics import ELEVATER_METRICS, MULTILABEL_METRICS, compute_classification_metrics
 
 _DESCRIPTION = __doc__
 

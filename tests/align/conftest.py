@@ -23,7 +23,7 @@ def pytest_configure(config):
 @pytest.fixture(scope="session")
 def scenes(tmp_path_factory):
     """The built-in bilingual benchmark at test size (32 px): train pairs, eval tasks, retrieval pairs."""
-    from trainers.data import generate_benchmark
+    from dcclip.trainers.data import generate_benchmark
 
     return generate_benchmark(
         tmp_path_factory.mktemp("scenes"), n_train=64, n_eval=40, image_size=32, n_retrieval=16, shard_size=64
@@ -33,7 +33,7 @@ def scenes(tmp_path_factory):
 @pytest.fixture(scope="session")
 def eval_pairs_spec(scenes) -> Path:
     """A data spec reading the benchmark's retrieval split (several captions per image and language) as pairs."""
-    from trainers.data import DataSpec, SourceSpec
+    from dcclip.trainers.data import DataSpec, SourceSpec
 
     source = SourceSpec(
         name="retrieval",
@@ -46,8 +46,8 @@ def eval_pairs_spec(scenes) -> Path:
 
 @pytest.fixture(scope="session")
 def scenes_tokenizer_dir(scenes, tmp_path_factory) -> Path:
-    from trainers.data import benchmark_text_corpus
-    from trainers.tokenizer import build_bilingual_tokenizer
+    from dcclip.trainers.data import benchmark_text_corpus
+    from dcclip.trainers.data.tokenizer import build_bilingual_tokenizer
 
     folder = tmp_path_factory.mktemp("scenes_tokenizer")
     build_bilingual_tokenizer(benchmark_text_corpus(), vocab_size=300, save_dir=folder, model_max_length=32)

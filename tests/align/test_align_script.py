@@ -14,7 +14,7 @@ import torch
 from transformers import AutoModel, AutoProcessor
 
 from modeling_dcclip import DCCLIPModel
-from trainers.align import FINAL_MODEL_DIR, main
+from dcclip.trainers.align import FINAL_MODEL_DIR, main
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MULTIPROCESS_TIMEOUT_S = 300
@@ -111,11 +111,11 @@ LAUNCHERS = {
 @pytest.fixture(scope="module")
 def teacher_dir(scenes_processor, tmp_path_factory) -> Path:
     """A saved tiny AltCLIP teacher (model + processor) with the student's tokenizer and embedding width."""
-    from trainers.teacher import build_tiny_altclip_teacher
+    from dcclip.trainers.teacher.model import build_altclip_teacher
 
     folder = tmp_path_factory.mktemp("teacher")
     torch.manual_seed(0)
-    model, processor = build_tiny_altclip_teacher(scenes_processor.tokenizer, image_size=32, projection_dim=32)
+    model, processor = build_altclip_teacher(scenes_processor.tokenizer, image_size=32, projection_dim=32)
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     return folder

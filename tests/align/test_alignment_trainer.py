@@ -7,15 +7,10 @@ import math
 import pytest
 import torch
 
-from trainers.alignment_trainer import (
-    AlignmentCollator,
-    AlignmentConfig,
-    AlignmentTrainer,
-    alignment_parameter_groups,
-    lock_tower,
-)
-from trainers.data import LANGUAGE_IDS, ImageTextCollator, load_image_text_data
-from trainers.zero_shot_callback import ZeroShotEvaluationCallback
+from dcclip.trainers.alignment_config import AlignmentConfig
+from dcclip.trainers.alignment_trainer import AlignmentTrainer, alignment_parameter_groups, lock_tower
+from dcclip.trainers.data import LANGUAGE_IDS, ImageTextCollator, load_image_text_data
+from dcclip.trainers.callbacks.zero_shot import ZeroShotEvaluationCallback
 
 EN, ZH = LANGUAGE_IDS["en"], LANGUAGE_IDS["zh"]
 
@@ -50,7 +45,7 @@ def train_data(scenes):
 def test_both_mode_batch_embeds_each_image_once_and_points_each_caption_at_it(train_data, scenes_processor):
     samples = [dict(train_data.dataset[i]) for i in range(3)]
     samples[1]["captions_zh"] = []  # an image with an English caption only
-    batch = AlignmentCollator(ImageTextCollator(scenes_processor, bilingual="both"))(samples)
+    batch = ImageTextCollator(scenes_processor, bilingual="both")(samples)
     assert batch["pixel_values"].shape[0] == 3
     assert batch["image_index"].tolist() == [0, 0, 1, 2, 2]
     assert batch["language"].tolist() == [EN, ZH, EN, EN, ZH]
@@ -60,7 +55,7 @@ def test_both_mode_batch_embeds_each_image_once_and_points_each_caption_at_it(tr
 
 def test_sample_mode_batch_has_one_caption_per_image(train_data, scenes_processor):
     samples = [train_data.dataset[i] for i in range(4)]
-    batch = AlignmentCollator(ImageTextCollator(scenes_processor, bilingual="sample"))(samples)
+    batch = ImageTextCollator(scenes_processor, bilingual="sample")(samples)
     assert batch["pixel_values"].shape[0] == batch["input_ids"].shape[0] == 4
     assert batch["image_index"].tolist() == [0, 1, 2, 3]
 
@@ -126,7 +121,7 @@ def test_parameter_groups_set_learning_rates_per_part_and_spare_norms_biases_and
 
 
 def _trainer(model, args, scenes_processor, train_data, bilingual="both", **kwargs) -> AlignmentTrainer:
-    collator = AlignmentCollator(ImageTextCollator(scenes_processor, bilingual=bilingual, max_text_length=32))
+    collator = ImageTextCollator(scenes_processor, bilingual=bilingual, max_text_length=32)
     return AlignmentTrainer(model=model, args=args, train_dataset=train_data.dataset, data_collator=collator, **kwargs)
 
 
@@ -173,8 +168,8 @@ def test_training_lowers_the_loss_and_logs_each_language_and_the_temperature(
 def test_evaluate_returns_zero_shot_scores_that_match_the_classifier(
     make_scenes_student, scenes_processor, train_data, eval_pairs_spec, scenes, tmp_path
 ):
-    from evaluation.tasks import load_builtin_benchmark
-    from evaluation.zero_shot import evaluate_zero_shot
+    from dcclip.evaluation.tasks import load_builtin_benchmark
+    from dcclip.evaluation.zero_shot import evaluate_zero_shot
 
     model = make_scenes_student(seed=3)
     callback = ZeroShotEvaluationCallback.from_benchmark(
@@ -191,7 +186,7 @@ def test_evaluate_returns_zero_shot_scores_that_match_the_classifier(
     metrics = trainer.evaluate()
     (task,) = load_builtin_benchmark(scenes.eval_dir, ["zh"], ["count"])
     assert metrics["eval_zero_shot_count_zh"] == pytest.approx(
-        evaluate_zero_shot(model, scenes_processor, task, "zh")["score"]
+        evaluate_zero_shot(model, scenes_processor, task, "zh").score
     )
     assert math.isfinite(metrics["eval_loss"]) and "eval_zero_shot_count_en" not in metrics
 
@@ -227,14 +222,12 @@ def test_activation_checkpointing_trains_to_the_same_first_loss(
 def test_teacher_term_pulls_the_student_embeddings_towards_the_teacher(
     make_scenes_student, scenes_processor, train_data, tmp_path
 ):
-    from trainers.teacher import DistillationTeacher, build_tiny_altclip_teacher
+    from dcclip.trainers.teacher.model import DistillationTeacher, build_altclip_teacher
 
     teacher = DistillationTeacher(
-        *build_tiny_altclip_teacher(scenes_processor.tokenizer, image_size=32, projection_dim=32)
+        *build_altclip_teacher(scenes_processor.tokenizer, image_size=32, projection_dim=32)
     )
-    collator = AlignmentCollator(
-        ImageTextCollator(scenes_processor, teacher.processor, bilingual="both", max_text_length=32)
-    )
+    collator = ImageTextCollator(scenes_processor, teacher.processor, bilingual="both", max_text_length=32)
     args = _config(tmp_path, teacher_loss_weight=1.0, max_steps=8)
     trainer = AlignmentTrainer(
         model=make_scenes_student(),
@@ -254,9 +247,9 @@ def test_teacher_term_pulls_the_student_embeddings_towards_the_teacher(
 
 
 def test_teacher_of_another_width_is_rejected(make_scenes_student, scenes_processor, train_data, tmp_path):
-    from trainers.teacher import DistillationTeacher, build_tiny_altclip_teacher
+    from dcclip.trainers.teacher.model import DistillationTeacher, build_altclip_teacher
 
-    teacher = DistillationTeacher(*build_tiny_altclip_teacher(scenes_processor.tokenizer, projection_dim=16))
+    teacher = DistillationTeacher(*build_altclip_teacher(scenes_processor.tokenizer, projection_dim=16))
     with pytest.raises(ValueError, match="teacher's are 16 wide and the student's 32"):
         _trainer(
             make_scenes_student(),

@@ -11,7 +11,7 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from modeling_dcclip.modeling_dcclip import symmetric_clip_loss
-from trainers.contrastive_loss import (
+from dcclip.trainers.losses.contrastive import (
     ContrastiveLoss,
     GatheredFeatures,
     bilingual_contrastive_loss,

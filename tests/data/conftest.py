@@ -10,7 +10,7 @@ import numpy as np
 import PIL.Image
 import pytest
 
-from trainers.data import benchmark_text_corpus, generate_benchmark
+from dcclip.trainers.data import benchmark_text_corpus, generate_benchmark
 
 
 @pytest.fixture(autouse=True)
@@ -23,7 +23,7 @@ def isolated_datasets_cache(tmp_path, monkeypatch):
 def teacher_processor(tmp_path_factory):
     """A processor with another tokenizer (trained on the benchmark corpus) and another image size (48 px)."""
     from modeling_dcclip import DCCLIPProcessor, make_image_processor
-    from trainers.tokenizer import build_bilingual_tokenizer
+    from dcclip.trainers.data.tokenizer import build_bilingual_tokenizer
 
     tokenizer = build_bilingual_tokenizer(benchmark_text_corpus(), vocab_size=400)
     return DCCLIPProcessor(image_processor=make_image_processor(48), tokenizer=tokenizer)

@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import TrainerControl, TrainerState, TrainingArguments
 
-from trainers.data import (
+from dcclip.trainers.data import (
     DataSpec,
     ImageLimits,
     ImageTextCollator,
@@ -23,7 +23,7 @@ from trainers.data import (
     SourceSpec,
     load_image_text_data,
 )
-from trainers.data.sample_quality import check_image, load_rgb_image, to_rgb
+from dcclip.trainers.data.sample_quality import check_image, load_rgb_image, to_rgb
 
 # Limits used by the seeded folders: a 300x300 image counts as huge, a 4x4 one as too small.
 LIMITS = {"min_side": 8, "max_pixels": 200 * 200}

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from trainers.data import CAPTION_COLUMNS, DataSpec, SourceSpec, load_image_text_data
+from dcclip.trainers.data import CAPTION_COLUMNS, DataSpec, SourceSpec, load_image_text_data
 
 N = 6  # samples per written source
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from trainers.data import DataSpec, ImageLimits, SourceSpec
+from dcclip.trainers.data import DataSpec, ImageLimits, SourceSpec
 
 YAML_SPEC = """
 streaming: true

@@ -11,7 +11,7 @@ import numpy as np
 import PIL.Image
 import pytest
 
-from trainers.data.synthetic_scenes import (
+from dcclip.trainers.data.synthetic_scenes import (
     COLOURS,
     COUNT_WORDS,
     HELD_OUT_COMPOSITIONS,
@@ -19,8 +19,8 @@ from trainers.data.synthetic_scenes import (
     SHAPES,
     benchmark_text_corpus,
     generate_benchmark,
-    main,
 )
+from dcclip.trainers.make_benchmark import main
 
 
 def _metadata(folder) -> list[dict]:

@@ -16,10 +16,10 @@ import pytest
 import yaml
 from PIL import Image
 
-from demo import analysis
-from demo.run import TOTAL_STEPS, VARIANTS
-from evaluation.results import read_results
-from hub.folder_check import check_model_folder
+from dcclip.demo import analysis
+from dcclip.demo.run import TOTAL_STEPS, VARIANTS
+from dcclip.evaluation.results import read_results
+from dcclip.hub.folder_check import check_model_folder
 
 ZERO_SHOT_TASKS = {"colour", "shape", "colour_shape", "count", "position", "colour_shape_unseen"}
 MODELS = ["teacher", *(variant.name for variant in VARIANTS)]

@@ -6,11 +6,11 @@ import math
 
 import pytest
 
-from demo import analysis
-from demo.run import prepare_output_dir
-from demo.scales import SCALES, get_scale
-from evaluation.report import add_teacher_retention
-from evaluation.results import EvaluationResults, ModelInfo, ScoreEntry, TaskInfo
+from dcclip.demo import analysis
+from dcclip.demo.run import prepare_output_dir
+from dcclip.demo.scales import SCALES, get_scale
+from dcclip.evaluation.report import add_teacher_retention
+from dcclip.evaluation.results import EvaluationResults, ModelInfo, ScoreEntry, TaskInfo
 
 
 def _results(scores: dict[str, dict[tuple[str, str], float]], images: int = 100) -> EvaluationResults:

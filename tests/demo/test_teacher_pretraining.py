@@ -7,8 +7,8 @@ import dataclasses
 import pytest
 from transformers import TrainingArguments
 
-from demo.scales import get_scale
-from demo.teacher_pretraining import TeacherPretrainingTrainer, build_teacher, is_text_tower_parameter
+from dcclip.demo.scales import get_scale
+from dcclip.demo.teacher_pretraining import TeacherPretrainingTrainer, build_teacher, is_text_tower_parameter
 
 
 def _trainer(tiny_tokenizer, tmp_path, ratio: float) -> TeacherPretrainingTrainer:

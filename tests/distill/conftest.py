@@ -51,14 +51,14 @@ class Stage1Workspace:
 
 @pytest.fixture(scope="session")
 def stage1_workspace(tmp_path_factory) -> Stage1Workspace:
-    from trainers.data import DataSpec, SourceSpec, benchmark_text_corpus, generate_benchmark
-    from trainers.teacher import build_tiny_altclip_teacher
-    from trainers.tokenizer import build_bilingual_tokenizer
+    from dcclip.trainers.data import DataSpec, SourceSpec, benchmark_text_corpus, generate_benchmark
+    from dcclip.trainers.teacher.model import build_altclip_teacher
+    from dcclip.trainers.data.tokenizer import build_bilingual_tokenizer
 
     root = tmp_path_factory.mktemp("stage1")
     scenes = generate_benchmark(root / "scenes", seed=5, n_train=48, n_eval=2, n_retrieval=1, image_size=32)
     tokenizer = build_bilingual_tokenizer(benchmark_text_corpus(), vocab_size=400, model_max_length=32)
-    teacher, processor = build_tiny_altclip_teacher(tokenizer)
+    teacher, processor = build_altclip_teacher(tokenizer)
     teacher.save_pretrained(root / "teacher")
     processor.save_pretrained(root / "teacher")
     image_spec = DataSpec(sources=[SourceSpec(name="scene_images", kind="imagefolder", path=str(scenes.train_dir))])

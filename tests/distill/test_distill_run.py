@@ -16,8 +16,8 @@ import torch
 from safetensors import safe_open
 from transformers import AltCLIPModel, AutoModel, AutoProcessor
 
-from trainers.distill import run as run_distill
-from trainers.teacher import teacher_weights_digest
+from dcclip.trainers.distill import run as run_distill
+from dcclip.trainers.teacher.model import teacher_weights_digest
 
 MULTI_PROCESS_RUN = ("--max_steps", "20", "--logging_steps", "4")
 
@@ -116,7 +116,7 @@ def test_ablation_targets_train(target, stage1, tmp_path):
 
 def test_different_student_tokenizer_distils_pooled_text(stage1, tmp_path, caplog):
     with caplog.at_level("WARNING"):
-        trainer = run_distill(stage1.argv(tmp_path / "pooled", "--student_tokenizer", str(stage1.other_tokenizer_dir),
+        trainer = run_distill(stage1.argv(tmp_path / "pooled", "--tokenizer", str(stage1.other_tokenizer_dir),
                                            "--max_steps", "4", "--logging_steps", "2"))  # fmt: skip
     assert "student and teacher tokenizers differ" in caplog.text and "NOT token by token" in caplog.text
     assert trainer.model.student.config.text_config.vocab_size != trainer.teacher.model.config.text_config.vocab_size

@@ -9,7 +9,8 @@ import PIL.Image
 import pytest
 from transformers import AutoProcessor, AutoTokenizer
 
-from trainers.distillation_data import DistillationCollator, StreamingTowerPairs, TowerPairs
+from dcclip.trainers.data import ImageTextCollator
+from dcclip.trainers.data.tower_pairs import StreamingTowerPairs, TowerPairs
 
 
 def _png(seed: int) -> dict:
@@ -45,11 +46,11 @@ def test_streams_are_zipped_until_both_have_ended_once():
 def test_collator_gives_student_and_teacher_inputs(stage1_workspace):
     teacher_processor = AutoProcessor.from_pretrained(str(stage1_workspace.teacher_dir))
     rows = list(TowerPairs(IMAGES, TEXTS))  # map-style rows end with IndexError like any sequence
-    shared = DistillationCollator(teacher_processor, teacher_processor, shared_tokenizer=True, max_text_length=32)
+    shared = ImageTextCollator(teacher_processor, teacher_processor, max_text_length=32, teacher_shares_tokenizer=True)
     batch = shared(rows)
     assert tuple(batch["pixel_values"].shape) == tuple(batch["teacher_pixel_values"].shape) == (3, 3, 32, 32)
     assert batch["input_ids"].shape[0] == 3 and "teacher_input_ids" not in batch  # the teacher reads the student's ids
     other = AutoProcessor.from_pretrained(str(stage1_workspace.teacher_dir))
     other.tokenizer = AutoTokenizer.from_pretrained(str(stage1_workspace.other_tokenizer_dir))
-    separate = DistillationCollator(other, teacher_processor, shared_tokenizer=False, max_text_length=32)(rows)
+    separate = ImageTextCollator(other, teacher_processor, max_text_length=32, teacher_shares_tokenizer=False)(rows)
     assert separate["teacher_input_ids"].shape[0] == separate["input_ids"].shape[0] == 3

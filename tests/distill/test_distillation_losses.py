@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from trainers.distillation_losses import (
+from dcclip.trainers.losses.distillation import (
     clip_logits,
     embedding_distillation_loss,
     feature_map_loss,

@@ -6,16 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from trainers.feature_adapters import (
-    LayerPair,
-    SpatialAdapter,
-    StudentWithAdapters,
-    default_layer_mapping,
-    resolve_layer_mapping,
-    student_hidden_widths,
-    tokens_to_grid,
-)
-from trainers.teacher import TeacherLayout
+from dcclip.trainers.student.adapters import SpatialAdapter, StudentWithAdapters, student_hidden_widths
+from dcclip.trainers.teacher.geometry import LayerPair, default_layer_mapping, resolve_layer_mapping, tokens_to_grid
+from dcclip.trainers.teacher.targets import TeacherLayout
 
 # The tiny AltCLIP teacher's layout: 3 blocks per tower, width 64, 32 px / patch 8 -> 4 x 4 grid, projection 32.
 TINY_TEACHER = TeacherLayout(
@@ -149,7 +142,7 @@ def test_embedding_adapter_only_when_projection_widths_differ(make_tiny_model):
 
 
 def test_mapping_errors_stop_distill_at_start_up(stage1, tmp_path):
-    from trainers.distill import run
+    from dcclip.trainers.distill import run
 
     output_dir = tmp_path / "run"
     with pytest.raises(ValueError, match=r"student_image_layers: index \[3\] out of range.*0\.\.2"):

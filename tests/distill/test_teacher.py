@@ -7,9 +7,9 @@ import torch
 from transformers import AltCLIPConfig, ChineseCLIPConfig, ChineseCLIPModel, CLIPConfig, CLIPModel
 
 from modeling_dcclip import DCCLIPProcessor, make_image_processor
-from trainers.teacher import (
+from dcclip.trainers.teacher.model import (
     DistillationTeacher,
-    build_tiny_altclip_teacher,
+    build_altclip_teacher,
     load_teacher_layout,
     resolve_dtype,
     shares_tokenizer,
@@ -27,7 +27,7 @@ def _texts(tokenizer):
 
 
 def test_tiny_altclip_teacher_has_the_requested_shape(stage1_workspace):
-    model, processor = build_tiny_altclip_teacher(stage1_workspace.tokenizer, hidden_size=48, num_layers=2)
+    model, processor = build_altclip_teacher(stage1_workspace.tokenizer, hidden_size=48, num_layers=2)
     assert isinstance(model.config, AltCLIPConfig)
     assert model.config.text_config.vocab_size == len(stage1_workspace.tokenizer)
     assert model.config.text_config.pad_token_id == 1
@@ -68,9 +68,9 @@ def test_layout_comes_from_the_config_alone(stage1_workspace, tiny_teacher):
 
 
 def test_digest_changes_with_a_one_ulp_weight_change(stage1_workspace):
-    model, _ = build_tiny_altclip_teacher(stage1_workspace.tokenizer)
+    model, _ = build_altclip_teacher(stage1_workspace.tokenizer)
     before = teacher_weights_digest(model)
-    assert teacher_weights_digest(build_tiny_altclip_teacher(stage1_workspace.tokenizer)[0]) == before  # same seed
+    assert teacher_weights_digest(build_altclip_teacher(stage1_workspace.tokenizer)[0]) == before  # same seed
     with torch.no_grad():
         weight = model.text_model.roberta.encoder.layers[0].attention.self.query.weight
         weight[0, 0] = torch.nextafter(weight[0, 0], torch.tensor(float("inf")))

@@ -7,9 +7,10 @@ import json
 import pytest
 import torch
 
-from trainers.distill import run as run_distill
-from trainers.teacher import DistillationTeacher
-from trainers.teacher_cache import TeacherCache, image_sample_id, main as cache_main
+from dcclip.trainers.distill import run as run_distill
+from dcclip.trainers.teacher.model import DistillationTeacher
+from dcclip.trainers.cache_teacher import main as cache_main
+from dcclip.trainers.teacher.cache import TeacherCache, image_sample_id
 
 SHORT_RUN = ("--max_steps", "3", "--logging_steps", "1")
 
@@ -46,7 +47,7 @@ def test_cache_holds_every_image_and_every_distinct_caption(built_cache, stage1_
 
 
 def test_cached_targets_are_the_live_teachers_in_fp16(built_cache, stage1_workspace):
-    from trainers.data.sample_quality import load_rgb_image
+    from dcclip.trainers.data.sample_quality import load_rgb_image
 
     cache = TeacherCache(built_cache)
     teacher = DistillationTeacher.from_pretrained(str(stage1_workspace.teacher_dir))
@@ -56,8 +57,8 @@ def test_cached_targets_are_the_live_teachers_in_fp16(built_cache, stage1_worksp
     cached = cache.image_targets(samples, [3])
     pixels = teacher.processor(images=[load_rgb_image(s["image"]) for s in samples], return_tensors="pt")["pixel_values"]
     live = teacher(pixel_values=pixels, image_layers=[3])
-    assert torch.allclose(cached["cached_image_maps"][0].float(), live.image_maps[0], atol=2e-2, rtol=1e-2)
-    assert torch.allclose(cached["cached_image_embeds"].float(), live.image_embeds, atol=2e-2, rtol=1e-2)
+    assert torch.allclose(cached.image_maps[0].float(), live.image_maps[0], atol=2e-2, rtol=1e-2)
+    assert torch.allclose(cached.image_embeds.float(), live.image_embeds, atol=2e-2, rtol=1e-2)
 
     texts = teacher.tokenizer(
         [rows[0]["caption_zh"], rows[1]["caption_en"]], padding=True, truncation=True, max_length=32, return_tensors="pt"
@@ -65,8 +66,8 @@ def test_cached_targets_are_the_live_teachers_in_fp16(built_cache, stage1_worksp
     cached = cache.text_targets(texts["input_ids"], texts["attention_mask"], [2])
     live = teacher(input_ids=texts["input_ids"], attention_mask=texts["attention_mask"], text_layers=[2])
     real = texts["attention_mask"].bool()
-    assert torch.allclose(cached["cached_text_maps"][0][real].float(), live.text_maps[0][real], atol=2e-2, rtol=1e-2)
-    assert (cached["cached_text_maps"][0][~real] == 0).all()  # padding positions carry no target
+    assert torch.allclose(cached.text_maps[0][real].float(), live.text_maps[0][real], atol=2e-2, rtol=1e-2)
+    assert (cached.text_maps[0][~real] == 0).all()  # padding positions carry no target
 
 
 def test_training_from_the_cache_matches_the_live_teacher(built_cache, stage1, tmp_path):

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from evaluation.builtin_prompts import BUILTIN_PROMPTS
-from evaluation.prompts import default_catalog
-from evaluation.zero_shot import ZeroShotClassifier
+from dcclip.evaluation.builtin_prompts import BUILTIN_PROMPTS
+from dcclip.evaluation.prompts import default_catalog
+from dcclip.evaluation.zero_shot import ZeroShotClassifier
 
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evaluation.metrics import (
+from dcclip.evaluation.metrics import (
     binary_roc_auc,
     compute_classification_metrics,
     eleven_point_mean_average_precision,

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from evaluation.builtin_prompts import BUILTIN_PROMPTS
-from evaluation.prompts import (
+from dcclip.evaluation.builtin_prompts import BUILTIN_PROMPTS
+from dcclip.evaluation.prompts import (
     ClassPrompts,
     PromptCatalog,
     builtin_source,

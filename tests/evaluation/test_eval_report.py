@@ -9,10 +9,10 @@ import json
 import numpy as np
 import pytest
 
-from evaluation.cli import main as eval_main
-from evaluation.model_loading import EvaluatedModel, load_evaluated_model
-from evaluation.report import add_teacher_retention, build_report, render_markdown, write_report
-from evaluation.results import (
+from dcclip.evaluation.cli import main as eval_main
+from dcclip.evaluation.model_loading import EvaluatedModel, load_evaluated_model
+from dcclip.evaluation.report import add_teacher_retention, build_report, render_markdown, write_report
+from dcclip.evaluation.results import (
     SCHEMA_VERSION,
     CrossLingualEntry,
     EvaluationResults,
@@ -22,9 +22,9 @@ from evaluation.results import (
     read_results,
     write_results,
 )
-from evaluation.retrieval import evaluate_retrieval
-from evaluation.tasks import load_builtin_benchmark, load_retrieval_split
-from evaluation.zero_shot import evaluate_zero_shot
+from dcclip.evaluation.retrieval import evaluate_retrieval
+from dcclip.evaluation.tasks import load_builtin_benchmark, load_retrieval_split
+from dcclip.evaluation.zero_shot import evaluate_zero_shot
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -111,13 +111,13 @@ def test_build_report_measures_teacher_and_student_on_the_same_tasks(
         for task in zero_shot:
             en = evaluate_zero_shot(model.model, model.processor, task, "en")
             zh = evaluate_zero_shot(model.model, model.processor, task, "zh")
-            assert results.score(model.name, task.name, "en").score == pytest.approx(en["score"])
+            assert results.score(model.name, task.name, "en").score == pytest.approx(en.score)
             cross = next(c for c in results.cross_lingual if (c.model, c.task) == (model.name, task.name))
-            agreement = np.mean(np.array(en["predictions"]) == np.array(zh["predictions"]))
+            agreement = np.mean(np.array(en.predictions) == np.array(zh.predictions))
             assert cross.agreement == pytest.approx(agreement)
-            assert cross.en_minus_zh == pytest.approx(en["score"] - zh["score"])
+            assert cross.en_minus_zh == pytest.approx(en.score - zh.score)
         expected = evaluate_retrieval(model.model, model.processor, retrieval[0], "zh")
-        assert results.score(model.name, "pairs", "zh").scores == pytest.approx(expected["scores"])
+        assert results.score(model.name, "pairs", "zh").scores == pytest.approx(expected.scores)
     for entry in results.scores:
         teacher_entry = results.score(teacher.name, entry.task, entry.language)
         if entry.model == student.name and teacher_entry.score > 0:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from evaluation.retrieval import evaluate_retrieval, retrieval_recalls
-from evaluation.tasks import RetrievalTask, load_retrieval_split
+from dcclip.evaluation.retrieval import evaluate_retrieval, retrieval_recalls
+from dcclip.evaluation.tasks import RetrievalTask, load_retrieval_split
 
 
 def test_recalls_of_a_hand_ranked_similarity_matrix():
@@ -48,12 +48,12 @@ def test_evaluate_retrieval_both_languages(make_tiny_model, tiny_processor, retr
     model = make_tiny_model("tiny")
     for language in ("en", "zh"):
         result = evaluate_retrieval(model, tiny_processor, task, language, batch_size=4)
-        assert (result["num_images"], result["num_captions"], result["images_without_caption"]) == (6, 12, 0)
-        scores = result["scores"]
+        assert (result.num_images, result.num_captions, result.images_without_caption) == (6, 12, 0)
+        scores = result.scores
         assert scores["text_to_image_R@10"] == 1.0  # only 6 candidate images
         for direction in ("image_to_text", "text_to_image"):
             assert scores[f"{direction}_R@1"] <= scores[f"{direction}_R@5"] <= scores[f"{direction}_R@10"]
-        assert result["score"] == pytest.approx(sum(v for k, v in scores.items() if "_R@" in k) / 6)
+        assert result.score == pytest.approx(sum(v for k, v in scores.items() if "_R@" in k) / 6)
 
 
 def test_evaluate_retrieval_counts_images_without_captions(make_tiny_model, tiny_processor, retrieval_dir):
@@ -62,4 +62,4 @@ def test_evaluate_retrieval_counts_images_without_captions(make_tiny_model, tiny
     captions[2] = []
     task = RetrievalTask("pairs", full.images, {"en": captions})
     result = evaluate_retrieval(make_tiny_model("tiny"), tiny_processor, task, "en")
-    assert (result["num_captions"], result["images_without_caption"]) == (10, 1)
+    assert (result.num_captions, result.images_without_caption) == (10, 1)

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evaluation.builtin_prompts import BUILTIN_PROMPTS
-from evaluation.prompts import default_catalog
-from evaluation.tasks import (
+from dcclip.evaluation.builtin_prompts import BUILTIN_PROMPTS
+from dcclip.evaluation.prompts import default_catalog
+from dcclip.evaluation.tasks import (
     load_builtin_benchmark,
     load_elevater_task,
     load_hub_task,

@@ -8,10 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from evaluation.metrics import compute_classification_metrics
-from evaluation.prompts import ClassPrompts
-from evaluation.tasks import ZeroShotTask, load_builtin_benchmark
-from evaluation.zero_shot import ZeroShotClassifier, evaluate_zero_shot, score_zero_shot
+from dcclip.evaluation.metrics import compute_classification_metrics
+from dcclip.evaluation.prompts import ClassPrompts
+from dcclip.evaluation.tasks import ZeroShotTask, load_builtin_benchmark
+from dcclip.evaluation.zero_shot import ZeroShotClassifier, evaluate_zero_shot, score_zero_shot
 
 PROMPTS = ClassPrompts(["red circle", "blue square", "green triangle"], ["a photo of a {}", "一张{}的照片"])
 
@@ -77,25 +77,25 @@ def test_evaluate_zero_shot_on_builtin_benchmark_both_languages(model_and_proces
     for task in tasks.values():
         for language in ("en", "zh"):
             result = evaluate_zero_shot(model, processor, task, language, batch_size=5, device="cpu")
-            assert (result["task"], result["language"], result["metric"]) == (task.name, language, task.metric)
-            assert result["num_images"] == 12 and len(result["predictions"]) == 12
-            assert result["num_classes"] == 3
+            assert (result.task, result.language, result.metric) == (task.name, language, task.metric)
+            assert result.num_images == 12 and len(result.predictions) == 12
+            assert result.num_classes == 3
             # The reported score is the metric of the reported predictions.
-            one_hot = np.eye(3)[result["predictions"]]
+            one_hot = np.eye(3)[result.predictions]
             expected = compute_classification_metrics(task.metric, task.labels, one_hot)["score"]
-            assert result["score"] == pytest.approx(expected)
+            assert result.score == pytest.approx(expected)
 
 
 def test_precomputed_image_embeddings_give_the_same_result(make_tiny_model, tiny_processor, builtin_benchmark_dir):
     model = make_tiny_model("tiny-vit")
     task = load_builtin_benchmark(builtin_benchmark_dir, ["en"], ["color"])[0]
     first = evaluate_zero_shot(model, tiny_processor, task, "en", batch_size=4)
-    from evaluation.embeddings import embed_image_dataset
+    from dcclip.evaluation.embeddings import embed_image_dataset
 
     embeddings = embed_image_dataset(model, tiny_processor, task.images, batch_size=12)
     again = evaluate_zero_shot(model, tiny_processor, task, "en", image_embeddings=embeddings)
-    assert again["predictions"] == first["predictions"]
-    assert again["score"] == pytest.approx(first["score"])
+    assert again.predictions == first.predictions
+    assert again.score == pytest.approx(first.score)
 
 
 def test_evaluation_runs_in_eval_mode_and_restores_training_mode(make_tiny_model, tiny_processor, builtin_benchmark_dir):
@@ -104,7 +104,7 @@ def test_evaluation_runs_in_eval_mode_and_restores_training_mode(make_tiny_model
         if isinstance(module, torch.nn.Dropout):
             module.p = 0.9  # in training mode the predictions would change from call to call
     task = load_builtin_benchmark(builtin_benchmark_dir, ["zh"], ["shape"])[0]
-    runs = [evaluate_zero_shot(model, tiny_processor, task, "zh")["predictions"] for _ in range(3)]
+    runs = [evaluate_zero_shot(model, tiny_processor, task, "zh").predictions for _ in range(3)]
     assert model.training
     assert runs[0] == runs[1] == runs[2]
 

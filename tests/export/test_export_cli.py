@@ -7,12 +7,12 @@ import json
 import torch
 from transformers import AutoModel, AutoProcessor
 
-from export.cli import main
-from export.onnx_model import OnnxCLIPModel
+from dcclip.export.cli import main
+from dcclip.export.onnx_model import OnnxCLIPModel
 
 
 def test_export_writes_onnx_int8_processor_and_a_parity_report(saved_tiny_student, tmp_path, random_images):
-    from trainers.data.synthetic_scenes import generate_benchmark
+    from dcclip.trainers.data.synthetic_scenes import generate_benchmark
 
     benchmark = generate_benchmark(tmp_path / "scenes", n_train=4, n_eval=24, image_size=32, n_retrieval=2)
     out = tmp_path / "deploy"

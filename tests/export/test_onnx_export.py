@@ -7,10 +7,10 @@ import onnx
 import pytest
 import torch
 
-from export.onnx_export import export_image_tower, export_text_tower
-from export.onnx_model import OnnxCLIPModel
-from export.parity import compare_embeddings
-from export.quantize import quantize_int8_dynamic
+from dcclip.export.onnx_export import export_image_tower, export_text_tower
+from dcclip.export.onnx_model import OnnxCLIPModel
+from dcclip.export.parity import compare_embeddings
+from dcclip.export.quantize import quantize_int8_dynamic
 
 TEXTS = ["a cat", "一只猫和一只狗", "two yellow stars on the right", "左边有一个绿色的三角形", "这是一张照片"]
 

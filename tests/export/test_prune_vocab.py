@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import AutoModel, AutoProcessor
 
-from export.prune_vocab import main, prune_text_vocabulary, read_corpus, select_kept_ids
+from dcclip.export.prune_vocab import main, prune_text_vocabulary, read_corpus, select_kept_ids
 
 # A part of the fixture tokenizer's training corpus: pruning must drop the rest of its vocabulary.
 CORPUS = ["a photo of a red circle", "a cat and a dog", "一张红色圆形的照片", "一只猫和一只狗"]

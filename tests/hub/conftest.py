@@ -296,7 +296,7 @@ TEACHER_ID = "BAAI/AltCLIP"
 @pytest.fixture
 def trained_folder(tmp_path, make_tiny_model, tiny_processor) -> Path:
     """A tiny student saved as the trainers leave it: model, processor, training record, and training_args.bin."""
-    from hub.training_record import DataSource, TrainingStage, record_training_stage
+    from dcclip.trainers.records import DataSource, TrainingStage, record_training_stage
 
     folder = tmp_path / "student"
     make_tiny_model("tiny").save_pretrained(folder)
@@ -323,8 +323,8 @@ def trained_folder(tmp_path, make_tiny_model, tiny_processor) -> Path:
 
 
 def _make_results(folder: Path, student_name: str = "dc-clip-tiny"):
-    from evaluation.results import EvaluationResults, ModelInfo, ScoreEntry, TaskInfo
-    from hub.folder_check import check_model_folder
+    from dcclip.evaluation.results import EvaluationResults, ModelInfo, ScoreEntry, TaskInfo
+    from dcclip.hub.folder_check import check_model_folder
 
     towers = check_model_folder(folder, require_card=False).towers
     student = ModelInfo(student_name, str(folder), "student", "dcclip",
@@ -364,6 +364,6 @@ def make_results():
 @pytest.fixture
 def results_json(trained_folder, tmp_path) -> Path:
     """results.json for `trained_folder`, written with the evaluation's own writer."""
-    from evaluation.results import write_results
+    from dcclip.evaluation.results import write_results
 
     return write_results(_make_results(trained_folder), tmp_path / "eval" / "results.json")

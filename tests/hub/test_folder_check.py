@@ -5,7 +5,7 @@ import json
 import pytest
 from safetensors.torch import load_file, save_file
 
-from hub.folder_check import FolderCheckError, check_model_folder
+from dcclip.hub.folder_check import FolderCheckError, check_model_folder
 
 
 def write_card(folder):

@@ -7,8 +7,8 @@ import pytest
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
-from evaluation.results import read_results, write_results
-from hub.push import PushArguments, prepare_card
+from dcclip.evaluation.results import read_results, write_results
+from dcclip.hub.push import PushArguments, prepare_card
 
 
 # Scores are printed with two decimals: a printed value may differ from the stored one by half of the last digit.

@@ -12,8 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
-from hub.folder_check import FolderCheckError
-from hub.push import main
+from dcclip.hub.folder_check import FolderCheckError
+from dcclip.hub.push import main
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REPO_ID = "org/dc-clip-tiny"

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from hub.training_record import (
+from dcclip.trainers.records import (
     TRAINING_RECORD_NAME,
     DataSource,
     TrainingStage,

@@ -3,7 +3,7 @@
 import pytest
 from transformers import AutoTokenizer
 
-from trainers.tokenizer import build_bilingual_tokenizer
+from dcclip.trainers.data.tokenizer import build_bilingual_tokenizer
 
 
 def test_tokenizer_splits_chinese_and_english_without_unknowns(tiny_tokenizer):

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from transformers import TrainerControl, TrainerState, TrainingArguments
 
-from trainers.checkpoints import (
+from dcclip.trainers.callbacks.checkpoints import (
     AUTO_RESUME,
     COMPLETION_MARKER,
     CheckpointCompletionCallback,

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from modeling_dcclip import DCCLIPModel
-from trainers.checkpoints import COMPLETION_MARKER, find_resume_checkpoint
+from dcclip.trainers.callbacks.checkpoints import COMPLETION_MARKER, find_resume_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TWO_CPU_TASKS = ("--ntasks-per-node=2",)
@@ -24,17 +24,17 @@ MAX_STEPS, SAVE_STEPS = 40, 4
 def stage_inputs(tmp_path_factory) -> dict[str, Path]:
     """What the tiny configs point at: the built-in benchmark (small), its tokenizer, a tiny AltCLIP teacher, and the
     stage-1 image-only and text-only data specs."""
-    from trainers.data.spec import DataSpec, SourceSpec
-    from trainers.data.synthetic_scenes import benchmark_text_corpus, generate_benchmark
-    from trainers.teacher import build_tiny_altclip_teacher
-    from trainers.tokenizer import build_bilingual_tokenizer
+    from dcclip.trainers.data.spec import DataSpec, SourceSpec
+    from dcclip.trainers.data.synthetic_scenes import benchmark_text_corpus, generate_benchmark
+    from dcclip.trainers.teacher.model import build_altclip_teacher
+    from dcclip.trainers.data.tokenizer import build_bilingual_tokenizer
 
     root = tmp_path_factory.mktemp("stage_inputs")
     benchmark = generate_benchmark(
         root / "benchmark", n_train=64, n_eval=8, image_size=32, n_retrieval=8, shard_size=64
     )
     tokenizer = build_bilingual_tokenizer(benchmark_text_corpus(), vocab_size=500, save_dir=root / "tokenizer")
-    teacher, teacher_processor = build_tiny_altclip_teacher(tokenizer, image_size=32)
+    teacher, teacher_processor = build_altclip_teacher(tokenizer, image_size=32)
     teacher.save_pretrained(root / "teacher")
     teacher_processor.save_pretrained(root / "teacher")
     captions = {"en": "caption_en", "zh": "caption_zh"}
@@ -137,11 +137,11 @@ def test_align_job_exits_0_and_leaves_a_loadable_student(
 
 
 def test_teacher_cache_job_exits_0_and_leaves_a_readable_cache(slurm_cluster, job_environment, stage_inputs, tmp_path):
-    from trainers.teacher_cache import TeacherCache
+    from dcclip.trainers.teacher.cache import TeacherCache
 
     cache_dir = tmp_path / "cache"
     job_id = slurm_cluster.sbatch(
-        REPO_ROOT / "slurm/teacher_cache.sh", *_stage1_config(stage_inputs), f"--teacher_cache_dir={cache_dir}",
+        REPO_ROOT / "slurm/cache_teacher.sh", *_stage1_config(stage_inputs), f"--teacher_cache_dir={cache_dir}",
         "--use_cpu=true",
         cwd=tmp_path, env=job_environment,
     )  # fmt: skip

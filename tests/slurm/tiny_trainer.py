@@ -12,8 +12,8 @@ from datasets import Dataset
 from transformers import Trainer, TrainingArguments
 
 from modeling_dcclip import DCCLIPConfig, DCCLIPModel
-from trainers.arguments import parse_config_and_overrides
-from trainers.checkpoints import CheckpointCompletionCallback, resolve_resume_checkpoint
+from dcclip.trainers.arguments import parse_config_and_overrides
+from dcclip.trainers.callbacks.checkpoints import CheckpointCompletionCallback, resolve_resume_checkpoint
 
 
 def main(argv: list[str]) -> None:

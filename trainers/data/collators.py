@@ -1,41 +1,48 @@
-"""Collators: a list of canonical samples -> the student's model inputs, and (stage 1) the teacher's.
+"""The collator of both stages: a list of canonical samples -> one batch in the canonical bilingual layout, with the
+teacher's inputs (or its cached targets) where a stage needs them.
 
-Teacher and student may use different tokenizers and image sizes, so each gets its own processor; both see the same
-images and the same captions, in the same order.
+The canonical batch holds each image once and every caption chosen for it:
+- ``pixel_values`` (N images) and, for a live teacher, ``teacher_pixel_values`` (the teacher's own transform);
+- ``input_ids`` / ``attention_mask`` (M captions), ``language`` (M ids from ``schema.LANGUAGE_IDS``) and
+  ``image_index`` (M: the image row each caption belongs to), plus ``teacher_input_ids`` /
+  ``teacher_attention_mask`` when the teacher tokenizes differently from the student;
+- ``teacher_targets`` (a `TeacherTargets` batch entry) when the targets come from a teacher cache.
+One caption per image (``bilingual="sample"``) gives M = N and ``image_index = arange(N)``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Literal
 
 import torch
 
-from .sample_quality import load_rgb_image
-from .schema import CAPTION_COLUMNS, IMAGE_COLUMN, LANGUAGE_IDS, LANGUAGES
+from dcclip.trainers.data.sample_quality import load_rgb_image
+from dcclip.trainers.data.schema import CAPTION_COLUMNS, IMAGE_COLUMN, LANGUAGE_IDS, LANGUAGES
 
 # Any callable with the transformers processor signature: processor(text=..., images=..., return_tensors="pt", ...)
 Processor = Callable[..., dict]
+# (samples, batch so far) -> TeacherTargets, e.g. `teacher.cache.CachedTeacherTargets`
+TeacherTargetSource = Callable[[Sequence[dict], Mapping[str, torch.Tensor]], object]
 
 BilingualMode = Literal["sample", "both"]
 
 
 class ImageTextCollator:
-    """Decode, repair (mode conversion) and process a batch of canonical samples.
-
-    Output keys, depending on what the samples hold:
-    - images: ``pixel_values`` (and ``teacher_pixel_values`` when a teacher processor is given);
-    - captions: ``input_ids``, ``attention_mask``, ``language`` (ids from ``schema.LANGUAGE_IDS``), and
-      ``teacher_input_ids``, ``teacher_attention_mask`` with a teacher processor.
-    For image-text pairs, row i of the image tensors belongs to row i of the text tensors.
+    """Decode, repair (mode conversion) and process a batch of canonical samples into the canonical batch (see the
+    module docstring); images-only and captions-only samples give only their half of the batch.
 
     Args:
         processor: the student's processor (e.g. ``DCCLIPProcessor``).
-        teacher_processor: the teacher's processor (e.g. AltCLIP's), for stage 1; None leaves teacher keys out.
-        bilingual: for an image with captions in both languages, ``"sample"`` makes one pair in a language drawn at
-            random (each epoch sees a mix), ``"both"`` makes one pair per language (the image appears twice in the
-            batch: contrastive losses then see its other caption as a negative, so prefer "sample" for stage 2).
-        max_text_length: truncation length for both tokenizers; None uses each tokenizer's own maximum.
+        teacher_processor: the teacher's processor, for a live teacher (stage 1, or stage 2's teacher term): adds its
+            pixel values, and its token ids unless ``teacher_shares_tokenizer``. None leaves teacher inputs out.
+        bilingual: for an image with captions in both languages, ``"sample"`` keeps one caption in a language drawn at
+            random (each epoch sees a mix), ``"both"`` keeps one caption per language (stage 2's default: the image
+            is embedded once and its captions are never negatives of each other).
+        max_text_length: truncation length of both tokenizers; None uses each tokenizer's own maximum.
+        teacher_shares_tokenizer: the teacher reads the student's token ids, so no teacher ids are added.
+        teacher_targets: read the teacher's targets from this source (a teacher cache) instead of adding the
+            teacher's pixel values; token ids are still added where the tokenizers differ (the cache is keyed by them).
     """
 
     def __init__(
@@ -44,6 +51,8 @@ class ImageTextCollator:
         teacher_processor: Processor | None = None,
         bilingual: BilingualMode = "sample",
         max_text_length: int | None = None,
+        teacher_shares_tokenizer: bool = False,
+        teacher_targets: TeacherTargetSource | None = None,
     ):
         if bilingual not in ("sample", "both"):
             raise ValueError(f"bilingual must be 'sample' or 'both', got {bilingual!r}")
@@ -51,9 +60,11 @@ class ImageTextCollator:
         self.teacher_processor = teacher_processor
         self.bilingual = bilingual
         self.max_text_length = max_text_length
+        self.teacher_shares_tokenizer = teacher_shares_tokenizer
+        self.teacher_targets = teacher_targets
 
     def _choose_captions(self, samples: Sequence[dict]) -> list[tuple[int, str, str]]:
-        """(sample index, language, caption) for every text row of the batch.
+        """(sample index, language, caption) for every text row of the batch, sample after sample, in LANGUAGES order.
 
         Random draws use torch's generator, which DataLoader seeds differently in each worker and the Trainer seeds
         from its `seed`, so the choice is reproducible without every worker drawing the same sequence.
@@ -80,29 +91,22 @@ class ImageTextCollator:
     def __call__(self, samples: Sequence[dict]) -> dict[str, torch.Tensor]:
         if not samples:
             raise ValueError("empty batch")
-        has_images = IMAGE_COLUMN in samples[0]
-        has_texts = CAPTION_COLUMNS[LANGUAGES[0]] in samples[0]
-        batch: dict[str, torch.Tensor] = {}
-        rows = self._choose_captions(samples) if has_texts else None
-
-        if has_images:
+        batch: dict = {}
+        if IMAGE_COLUMN in samples[0]:
             images = [load_rgb_image(sample[IMAGE_COLUMN]) for sample in samples]
-            # Each image is processed once; in "both" mode its row is repeated for each of its captions.
-            repeat = None
-            if rows is not None and len(rows) != len(samples):
-                repeat = torch.tensor([index for index, _, _ in rows])
-            for prefix, processor in (("", self.processor), ("teacher_", self.teacher_processor)):
-                if processor is None:
-                    continue
-                pixel_values = processor(images=images, return_tensors="pt")["pixel_values"]
-                batch[f"{prefix}pixel_values"] = pixel_values if repeat is None else pixel_values[repeat]
-
-        if rows is not None:
+            batch["pixel_values"] = self.processor(images=images, return_tensors="pt")["pixel_values"]
+            if self.teacher_processor is not None and self.teacher_targets is None:
+                batch["teacher_pixel_values"] = self.teacher_processor(images=images, return_tensors="pt")["pixel_values"]
+        if CAPTION_COLUMNS[LANGUAGES[0]] in samples[0]:
+            rows = self._choose_captions(samples)
             texts = [caption for _, _, caption in rows]
             batch.update(self._text_inputs(self.processor, texts))
             batch["language"] = torch.tensor([LANGUAGE_IDS[language] for _, language, _ in rows])
-            if self.teacher_processor is not None:
+            batch["image_index"] = torch.tensor([index for index, _, _ in rows])
+            if self.teacher_processor is not None and not self.teacher_shares_tokenizer:
                 teacher = self._text_inputs(self.teacher_processor, texts)
                 batch["teacher_input_ids"] = teacher["input_ids"]
                 batch["teacher_attention_mask"] = teacher["attention_mask"]
+        if self.teacher_targets is not None:
+            batch["teacher_targets"] = self.teacher_targets(samples, batch).as_batch_entry()
         return batch

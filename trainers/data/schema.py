@@ -10,7 +10,7 @@ from typing import Literal
 
 import datasets
 
-LANGUAGES: tuple[str, ...] = ("en", "zh")
+from dcclip.languages import LANGUAGES
 # Ids in the collated `language` tensor, in the order of LANGUAGES.
 LANGUAGE_IDS: dict[str, int] = {language: index for index, language in enumerate(LANGUAGES)}
 

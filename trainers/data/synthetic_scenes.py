@@ -12,19 +12,20 @@ metadata.jsonl, webdataset shards), so the demo and tests go through the same lo
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import math
 import tarfile
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import PIL.Image
 import PIL.ImageDraw
+
+from dcclip.languages import LANGUAGES
 
 from .spec import DataSpec, SourceSpec
 
@@ -226,7 +227,7 @@ def benchmark_text_corpus() -> list[str]:
                         texts += [scene_caption(scene, "en", p) for p in range(len(EN_CAPTIONS))]
                         texts += [scene_caption(scene, "zh", p) for p in range(len(ZH_CAPTIONS))]
     for task in benchmark_tasks().values():
-        for language in ("en", "zh"):
+        for language in LANGUAGES:
             for template in task["templates"][language]:
                 texts += [template.format(name) for name in task["classnames"][language]]
     return texts
@@ -492,34 +493,3 @@ def generate_benchmark(
 
 def _write_json(path: Path, content) -> None:
     path.write_text(json.dumps(content, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``dcclip make-benchmark``: write the built-in bilingual benchmark and print where its parts are."""
-    parser = argparse.ArgumentParser(prog="dcclip make-benchmark", description=__doc__.split("\n\n")[0])
-    parser.add_argument("out_dir", help="folder to write the benchmark into")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--n-train", type=int, default=2000)
-    parser.add_argument("--n-eval", type=int, default=500)
-    parser.add_argument("--n-retrieval", type=int, default=200)
-    parser.add_argument("--image-size", type=int, default=64)
-    parser.add_argument("--captions-per-image", type=int, default=3, help="retrieval captions per language")
-    parser.add_argument("--shard-size", type=int, default=500, help="samples per webdataset shard")
-    parser.add_argument("--image-format", choices=("png", "jpeg"), default="png")
-    args = parser.parse_args(argv)
-    paths = generate_benchmark(
-        args.out_dir,
-        seed=args.seed,
-        n_train=args.n_train,
-        n_eval=args.n_eval,
-        image_size=args.image_size,
-        n_retrieval=args.n_retrieval,
-        captions_per_image=args.captions_per_image,
-        shard_size=args.shard_size,
-        image_format=args.image_format,
-    )
-    printable = {
-        key: str(value) if isinstance(value, Path) else [str(v) for v in value] for key, value in asdict(paths).items()
-    }
-    print(json.dumps(printable, indent=2))
-    return 0

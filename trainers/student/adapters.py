@@ -1,9 +1,6 @@
-"""Student feature maps for stage 1: which student layer learns from which teacher layer, and the 1x1 adapters that
-bring each student map to the teacher's width and grid.
-
-Layer indices are positions in the tower's `hidden_states` tuple as transformers returns it with
-`output_hidden_states=True`: for most backbones index 0 is the embedding (stem) output and index i the output of block
-(CNN: stage) i, so the last index equals the number of blocks.
+"""The student side of stage 1: which student layers learn from which teacher layers (`plan_distillation`), and the
+module stage 1 trains, `StudentWithAdapters`: the student plus 1x1 adapters that bring each student map to the
+teacher's width and grid, returning `StudentFeatures`.
 
 The adapters are training-only: they live in `StudentWithAdapters` next to the student, are saved in Trainer
 checkpoints (so resume restores them), and never enter the exported `DCCLIPModel` folder.
@@ -11,7 +8,7 @@ checkpoints (so resume restores them), and never enter the exported `DCCLIPModel
 
 from __future__ import annotations
 
-import math
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -23,124 +20,15 @@ from transformers.utils import ModelOutput
 
 from modeling_dcclip import DCCLIPConfig, DCCLIPModel
 
+from dcclip.trainers.teacher.geometry import LayerPair, as_spatial_map, masked_mean_tokens, resolve_layer_mapping
+
 if TYPE_CHECKING:
-    from .teacher import TeacherLayout
+    from dcclip.trainers.distillation_config import DistillationConfig
+    from dcclip.trainers.teacher.targets import TeacherLayout
+
+logger = logging.getLogger(__name__)
 
 DISTILL_TARGETS: tuple[str, ...] = ("feature_maps", "embeddings", "logits")
-
-
-# ----- feature map layout -------------------------------------------------------------------------------------------
-
-
-def tokens_to_grid(tokens: torch.Tensor) -> torch.Tensor:
-    """ViT tokens `(batch, n, channels)` -> spatial map `(batch, channels, g, g)`.
-
-    The patch tokens of a square image form the largest square `g*g <= n`; the `n - g*g` leading tokens (CLS, and
-    distillation or register tokens where a model has them) carry no position and are dropped.
-    """
-    if tokens.dim() != 3:
-        raise ValueError(f"tokens_to_grid expects (batch, tokens, channels), got shape {tuple(tokens.shape)}")
-    batch, count, channels = tokens.shape
-    side = math.isqrt(count)
-    prefix = count - side * side
-    if side == 0 or prefix > side:
-        raise ValueError(f"cannot read {count} tokens as prefix tokens + a square patch grid")
-    return tokens[:, prefix:].transpose(1, 2).reshape(batch, channels, side, side)
-
-
-def as_spatial_map(hidden: torch.Tensor) -> torch.Tensor:
-    """An image-tower hidden state as `(batch, channels, height, width)`: CNN maps as they are, ViT tokens on their grid."""
-    if hidden.dim() == 4:
-        return hidden
-    return tokens_to_grid(hidden)
-
-
-def masked_mean_tokens(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Mean over the real tokens of `(batch, tokens, channels)`, ignoring padding: `(batch, channels)`."""
-    mask = attention_mask.to(hidden.dtype).unsqueeze(-1)
-    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
-
-
-# ----- layer mapping ------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LayerPair:
-    """One distilled pair: the student's hidden state at index `student` learns the teacher's at index `teacher`."""
-
-    student: int
-    teacher: int
-
-
-def default_layer_mapping(num_student_layers: int, num_teacher_layers: int, max_pairs: int) -> list[LayerPair]:
-    """Evenly spaced student blocks, each paired with the teacher block at the same relative depth, last to last.
-
-    `min(max_pairs, num_student_layers)` student blocks are taken at depths `ceil(n * j / k)`, j = 1..k, and block
-    `s` of `n` learns teacher block `ceil(n_teacher * s / n)`. Matching relative depth pairs features of similar
-    abstraction (early edges and textures with early teacher layers, semantics with late ones); pairing the last
-    blocks makes the student's final representation, which the projection reads, imitate the teacher's. The cap
-    bounds the adapter parameters and the teacher targets held per batch (and stored per sample in a cache).
-    Example: a 4-stage CNN and a 24-layer ViT-L teacher give stages 1, 2, 3, 4 -> layers 6, 12, 18, 24.
-    """
-    if num_student_layers < 1 or num_teacher_layers < 1:
-        raise ValueError("default_layer_mapping needs at least one block in each tower")
-    count = min(max_pairs, num_student_layers)
-    students = sorted({math.ceil(num_student_layers * j / count) for j in range(1, count + 1)})
-    return [LayerPair(s, math.ceil(num_teacher_layers * s / num_student_layers)) for s in students]
-
-
-def resolve_layer_mapping(
-    tower: str,
-    student_layers: list[int] | None,
-    teacher_layers: list[int] | None,
-    num_student_layers: int,
-    num_teacher_layers: int,
-    max_pairs: int,
-    cached_teacher_layers: list[int] | None = None,
-) -> list[LayerPair]:
-    """Check a configured mapping (or build the default) and return its pairs; errors name the option to fix.
-
-    Args:
-        tower: "image" or "text", used in messages and option names (`student_image_layers`, ...).
-        student_layers / teacher_layers: configured indices, or None. Student layers alone get teachers at the same
-            relative depth; teacher layers need student layers of the same length.
-        num_student_layers / num_teacher_layers: the last valid index of each tower's `hidden_states`.
-        max_pairs: cap of the default mapping.
-        cached_teacher_layers: when targets come from a teacher cache, the teacher layers it stores.
-    """
-    if teacher_layers is not None and student_layers is None:
-        raise ValueError(f"teacher_{tower}_layers is set but student_{tower}_layers is not: give both, same length")
-    if student_layers is None:
-        pairs = default_layer_mapping(num_student_layers, num_teacher_layers, max_pairs)
-    else:
-        if not student_layers:
-            raise ValueError(f"student_{tower}_layers is empty")
-        for name, layers, last in (
-            (f"student_{tower}_layers", student_layers, num_student_layers),
-            (f"teacher_{tower}_layers", teacher_layers or [], num_teacher_layers),
-        ):
-            bad = [index for index in layers if not 0 <= index <= last]
-            if bad:
-                raise ValueError(
-                    f"{name}: index {bad} out of range; the {name.split('_')[0]} {tower} tower has hidden states "
-                    f"0..{last} (0 = embeddings, {last} = last block)"
-                )
-        if teacher_layers is None:
-            teacher_layers = [math.ceil(num_teacher_layers * s / num_student_layers) for s in student_layers]
-        if len(teacher_layers) != len(student_layers):
-            raise ValueError(
-                f"student_{tower}_layers has {len(student_layers)} entries but teacher_{tower}_layers has "
-                f"{len(teacher_layers)}; the mapping pairs them one to one"
-            )
-        pairs = [LayerPair(s, t) for s, t in zip(student_layers, teacher_layers)]
-    if cached_teacher_layers is not None:
-        missing = sorted({p.teacher for p in pairs} - set(cached_teacher_layers))
-        if missing:
-            raise ValueError(
-                f"teacher {tower} layers {missing} are not in the teacher cache (it stores {cached_teacher_layers}); "
-                "rebuild the cache with this configuration or choose cached layers"
-            )
-    return pairs
 
 
 # ----- adapters -----------------------------------------------------------------------------------------------------
@@ -321,3 +209,68 @@ class StudentWithAdapters(nn.Module):
 
     def _to_teacher_space(self, embeds: torch.Tensor) -> torch.Tensor:
         return embeds if self.embedding_adapter is None else self.embedding_adapter(embeds)
+
+
+# ----- layer plan ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DistillationPlan:
+    """What start-up decided: the layer pairs of each tower (None: tower not distilled) and how text is compared."""
+
+    image_pairs: list[LayerPair] | None
+    text_pairs: list[LayerPair] | None
+    text_token_by_token: bool
+
+    @property
+    def teacher_image_layers(self) -> list[int]:
+        return [pair.teacher for pair in self.image_pairs or []]
+
+    @property
+    def teacher_text_layers(self) -> list[int]:
+        return [pair.teacher for pair in self.text_pairs or []]
+
+
+def plan_distillation(
+    args: DistillationConfig,
+    layout: TeacherLayout,
+    student_config: DCCLIPConfig,
+    shared_tokenizer: bool,
+    distil_image: bool,
+    distil_text: bool,
+) -> DistillationPlan:
+    """Check the run's options against the teacher and student shapes and resolve the layer mappings.
+
+    `distil_image` / `distil_text`: whether the run has data for that tower (`--image_data`, `--text_data`).
+    Everything here fails at start-up, before weights or data load, with a message naming the option to fix.
+    """
+    if not (distil_image or distil_text):
+        raise ValueError("stage 1 needs --image_data, --text_data or both (one data spec per tower)")
+    if args.distill_target == "logits" and not (distil_image and distil_text):
+        raise ValueError("distill_target='logits' scores images against texts: give both --image_data and --text_data")
+    uses_maps = args.distill_target == "feature_maps"
+    image_pairs = text_pairs = None
+    if distil_image:
+        image_pairs = []
+        if uses_maps:
+            num_student = len(student_hidden_widths(student_config)[0]) - 1
+            image_pairs = resolve_layer_mapping(
+                "image", args.student_image_layers, args.teacher_image_layers, num_student,
+                layout.num_image_layers, args.max_distilled_layers, layout.cached_image_layers,
+            )  # fmt: skip
+    if distil_text:
+        text_pairs = []
+        if uses_maps:
+            text_pairs = resolve_layer_mapping(
+                "text", args.student_text_layers, args.teacher_text_layers,
+                int(student_config.text_config.num_hidden_layers), layout.num_text_layers,
+                args.max_distilled_layers, layout.cached_text_layers,
+            )  # fmt: skip
+    token_by_token = shared_tokenizer and not layout.text_pooled
+    if distil_text and uses_maps and not token_by_token:
+        reason = "the teacher cache stores pooled text maps" if shared_tokenizer else "student and teacher tokenizers differ"
+        logger.warning(
+            "%s: text feature maps are distilled as vectors mean-pooled over real tokens, NOT token by token", reason
+        )
+    logger.info("stage-1 layer mapping (student -> teacher): image %s, text %s", image_pairs, text_pairs)
+    return DistillationPlan(image_pairs=image_pairs, text_pairs=text_pairs, text_token_by_token=token_by_token)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import logging
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 
 import torch
 from transformers import AltCLIPConfig, AltCLIPModel, AltCLIPProcessor, AutoConfig, AutoModel, AutoProcessor
@@ -21,69 +21,12 @@ from transformers.integrations.deepspeed import set_hf_deepspeed_config, unset_h
 
 from modeling_dcclip import as_embedding, make_image_processor
 
-from .feature_adapters import tokens_to_grid
+from dcclip.trainers.teacher.geometry import tokens_to_grid
+from dcclip.trainers.teacher.targets import TeacherLayout, TeacherTargets
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_TEACHER = "BAAI/AltCLIP"
-
-
-@dataclass
-class TeacherLayout:
-    """Shapes of a teacher's targets, known before any weights load (from its config, or from a cache's metadata).
-
-    Attributes:
-        num_image_layers / num_text_layers: last index of each tower's `hidden_states` (= number of blocks).
-        image_width / text_width: channels of the vision / text hidden states.
-        image_grid: `(height, width)` of the vision patch grid the targets come on (pooled grid for a pooled cache).
-        projection_dim: width of the projected embeddings.
-        cached_image_layers / cached_text_layers: for a cache, the only teacher layers it stores.
-        text_pooled: for a cache that stores text maps mean-pooled over tokens.
-    """
-
-    num_image_layers: int
-    num_text_layers: int
-    image_width: int
-    text_width: int
-    image_grid: tuple[int, int]
-    projection_dim: int
-    cached_image_layers: list[int] | None = None
-    cached_text_layers: list[int] | None = None
-    text_pooled: bool = False
-
-    @classmethod
-    def from_config(cls, config: PreTrainedConfig) -> TeacherLayout:
-        """Layout of any CLIP-family config with `vision_config`, `text_config` and `projection_dim`."""
-        vision, text = config.vision_config, config.text_config
-        side = int(vision.image_size) // int(vision.patch_size)
-        return cls(
-            num_image_layers=int(vision.num_hidden_layers),
-            num_text_layers=int(text.num_hidden_layers),
-            image_width=int(vision.hidden_size),
-            text_width=int(text.hidden_size),
-            image_grid=(side, side),
-            projection_dim=int(config.projection_dim),
-        )
-
-
-@dataclass
-class TeacherTargets:
-    """The teacher's outputs for one batch.
-
-    Attributes:
-        image_maps: selected vision hidden states on their patch grid, `(B, C, h, w)` each (CLS token dropped).
-        text_maps: selected text hidden states, `(B, T, C)` each (or `(B, C)` when read from a pooled cache).
-        text_attention_mask: the teacher's own token mask (differs from the student's when tokenizers differ).
-        image_embeds / text_embeds: projected, unnormalised embeddings `(B, projection_dim)`.
-        logit_scale: the teacher's log temperature (0-dim tensor).
-    """
-
-    image_maps: list[torch.Tensor] | None = None
-    text_maps: list[torch.Tensor] | None = None
-    text_attention_mask: torch.Tensor | None = None
-    image_embeds: torch.Tensor | None = None
-    text_embeds: torch.Tensor | None = None
-    logit_scale: torch.Tensor | None = None
 
 
 def resolve_dtype(name: str, bf16: bool = False, fp16: bool = False) -> torch.dtype:
@@ -245,14 +188,28 @@ class DistillationTeacher:
         self._engine = engine  # keeps the partitioned parameters' hooks alive
         logger.info("teacher sharded with DeepSpeed ZeRO-3")
 
+    def targets_for_batch(
+        self, batch: Mapping[str, torch.Tensor], image_layers: Sequence[int] = (), text_layers: Sequence[int] = ()
+    ) -> TeacherTargets:
+        """Targets for a collated batch (`data.collators.ImageTextCollator`): the teacher's own pixel values, and its
+        own token ids where its tokenizer differs from the student's (else the student's ids, which it reads the same).
+        """
+        return self(
+            pixel_values=batch.get("teacher_pixel_values"),
+            input_ids=batch.get("teacher_input_ids", batch.get("input_ids")),
+            attention_mask=batch.get("teacher_attention_mask", batch.get("attention_mask")),
+            image_layers=image_layers,
+            text_layers=text_layers,
+        )
+
     @torch.no_grad()
     def __call__(
         self,
         pixel_values: torch.Tensor | None = None,
         input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
-        image_layers: list[int] = (),
-        text_layers: list[int] = (),
+        image_layers: Sequence[int] = (),
+        text_layers: Sequence[int] = (),
     ) -> TeacherTargets:
         """Teacher targets for the given inputs: the hidden states at `image_layers` / `text_layers` and embeddings."""
         targets = TeacherTargets(logit_scale=self.logit_scale.to(self.device))
@@ -275,40 +232,45 @@ class DistillationTeacher:
         return targets
 
 
-def build_tiny_altclip_teacher(
+def build_altclip_teacher(
     tokenizer,
     image_size: int = 32,
     patch_size: int = 8,
     hidden_size: int = 64,
     num_layers: int = 3,
+    num_heads: int = 2,
+    mlp_ratio: int = 2,
     projection_dim: int = 32,
+    logit_scale_init_value: float = 2.6592,
     seed: int = 0,
 ) -> tuple[AltCLIPModel, AltCLIPProcessor]:
-    """A randomly initialised, test-sized AltCLIP (ViT image tower + AltRoberta text tower) and its processor.
+    """A randomly initialised AltCLIP (ViT image tower + AltRoberta text tower) of the given size, and its processor.
 
-    It has the real teacher's classes and code paths at a few hundred thousand parameters; its vocabulary is
-    `len(tokenizer)` so that it shares the tokenizer of a tiny student. Save both with `save_pretrained` to get a
-    teacher folder that `DistillationTeacher.from_pretrained` (and `--teacher`) accept.
+    It has the real teacher's classes and code paths at any size (the defaults: a test-sized teacher of a few hundred
+    thousand parameters; the demo trains a larger one); its vocabulary is `len(tokenizer)` so that it shares the
+    tokenizer of a student. Save both with `save_pretrained` to get a teacher folder that
+    `DistillationTeacher.from_pretrained` (and `--teacher`) accept. Returned in eval mode.
     """
-    text_config = {
-        "vocab_size": len(tokenizer),
+    shared = {
         "hidden_size": hidden_size,
         "num_hidden_layers": num_layers,
-        "num_attention_heads": 2,
-        "intermediate_size": 2 * hidden_size,
+        "num_attention_heads": num_heads,
+        "intermediate_size": mlp_ratio * hidden_size,
+    }
+    text_config = {
+        **shared,
+        "vocab_size": len(tokenizer),
         "project_dim": hidden_size,
         "max_position_embeddings": int(tokenizer.model_max_length) + 2,  # XLM-R positions start after pad id
-        "pad_token_id": 1,
+        "pad_token_id": tokenizer.pad_token_id,
     }
-    vision_config = {
-        "hidden_size": hidden_size,
-        "num_hidden_layers": num_layers,
-        "num_attention_heads": 2,
-        "intermediate_size": 2 * hidden_size,
-        "image_size": image_size,
-        "patch_size": patch_size,
-    }
-    config = AltCLIPConfig(text_config=text_config, vision_config=vision_config, projection_dim=projection_dim)
+    vision_config = {**shared, "image_size": image_size, "patch_size": patch_size}
+    config = AltCLIPConfig(
+        text_config=text_config,
+        vision_config=vision_config,
+        projection_dim=projection_dim,
+        logit_scale_init_value=logit_scale_init_value,
+    )
     torch.manual_seed(seed)
     model = AltCLIPModel(config).eval()
     processor = AltCLIPProcessor(image_processor=make_image_processor(image_size), tokenizer=tokenizer)
@@ -319,15 +281,3 @@ def load_teacher_layout(name_or_path: str) -> TeacherLayout:
     """The teacher's layout from its config alone (no weights), to validate a run's settings before loading."""
     return TeacherLayout.from_config(AutoConfig.from_pretrained(name_or_path))
 
-
-__all__ = [
-    "DEFAULT_TEACHER",
-    "DistillationTeacher",
-    "TeacherLayout",
-    "TeacherTargets",
-    "build_tiny_altclip_teacher",
-    "load_teacher_layout",
-    "resolve_dtype",
-    "shares_tokenizer",
-    "teacher_weights_digest",
-]

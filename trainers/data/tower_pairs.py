@@ -1,5 +1,5 @@
-"""Stage-1 data plumbing: each training row pairs one image-tower sample with one text-tower sample, and the collator
-turns a batch of rows into student inputs plus teacher inputs (live teacher) or cached teacher targets.
+"""Stage-1 rows: each training row pairs one image-tower sample with one text-tower sample (the collator,
+`collators.ImageTextCollator`, then turns a batch of rows into student inputs plus teacher inputs or cached targets).
 
 Why pairs of unrelated samples: the image tower and the text tower are distilled on their own data (image-only and
 bilingual text-only sources work), but both towers train in every step. That keeps every trainable parameter used in
@@ -12,11 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 
-import torch
 from torch.utils.data import Dataset, IterableDataset
 
-from .data.collators import ImageTextCollator
-from .data.schema import CAPTION_COLUMNS, IMAGE_COLUMN
+from dcclip.trainers.data.schema import CAPTION_COLUMNS, IMAGE_COLUMN
 
 TEXT_COLUMNS: tuple[str, ...] = tuple(CAPTION_COLUMNS.values())
 
@@ -91,55 +89,3 @@ class StreamingTowerPairs(IterableDataset):
 def pair_tower_data(images, texts, streaming: bool) -> Dataset | IterableDataset:
     """Pair an image-tower dataset with a text-tower dataset (either may be None); see `TowerPairs`."""
     return StreamingTowerPairs(images, texts) if streaming else TowerPairs(images, texts)
-
-
-class DistillationCollator:
-    """Rows of `pair_tower_data` -> one stage-1 batch.
-
-    Output keys: `pixel_values` (+ `teacher_pixel_values` for a live teacher) from the image part; `input_ids`,
-    `attention_mask`, `language` (+ `teacher_input_ids`, `teacher_attention_mask` when the tokenizers differ) from the
-    text part; with a teacher cache, the cached targets of the batch (`TeacherCache.image_targets` / `text_targets`).
-    Images and captions are decoded and processed by the data package's `ImageTextCollator`.
-
-    Args:
-        processor: the student's processor.
-        teacher_processor: the teacher's processor (its image processor and tokenizer).
-        shared_tokenizer: the student shares the teacher's tokenizer, so the teacher reads the student's token ids.
-        max_text_length: truncation length of both tokenizers.
-        teacher_cache: read targets from this cache instead of preparing inputs for a live teacher.
-        image_layers / text_layers: teacher layers to read from the cache.
-    """
-
-    def __init__(
-        self,
-        processor,
-        teacher_processor,
-        shared_tokenizer: bool,
-        max_text_length: int,
-        teacher_cache=None,
-        image_layers: Sequence[int] = (),
-        text_layers: Sequence[int] = (),
-    ):
-        live = teacher_cache is None
-        self.image_collator = ImageTextCollator(processor, teacher_processor if live else None)
-        self.text_collator = ImageTextCollator(
-            processor, None if shared_tokenizer else teacher_processor, max_text_length=max_text_length
-        )
-        self.teacher_cache = teacher_cache
-        self.image_layers = list(image_layers)
-        self.text_layers = list(text_layers)
-
-    def __call__(self, rows: Sequence[dict]) -> dict[str, torch.Tensor]:
-        batch: dict = {}
-        if IMAGE_COLUMN in rows[0]:
-            images = [_image_part(row) for row in rows]
-            batch.update(self.image_collator(images))
-            if self.teacher_cache is not None:
-                batch.update(self.teacher_cache.image_targets(images, self.image_layers))
-        if TEXT_COLUMNS[0] in rows[0]:
-            batch.update(self.text_collator([_text_part(row) for row in rows]))
-            if self.teacher_cache is not None:
-                input_ids = batch.get("teacher_input_ids", batch["input_ids"])
-                attention_mask = batch.get("teacher_attention_mask", batch["attention_mask"])
-                batch.update(self.teacher_cache.text_targets(input_ids, attention_mask, self.text_layers))
-        return batch

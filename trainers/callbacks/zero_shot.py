@@ -8,9 +8,10 @@ from pathlib import Path
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from evaluation.embeddings import embed_image_dataset, eval_mode
-from evaluation.tasks import ZeroShotTask, load_builtin_benchmark
-from evaluation.zero_shot import evaluate_zero_shot
+from dcclip.evaluation.embeddings import eval_mode
+from dcclip.evaluation.task_evaluation import evaluate_task
+from dcclip.evaluation.tasks import ZeroShotTask, load_builtin_benchmark
+from dcclip.languages import LANGUAGES
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ class ZeroShotEvaluationCallback(TrainerCallback):
     """
 
     def __init__(
-        self, tasks: Sequence[ZeroShotTask], processor, languages: Sequence[str] = ("en", "zh"), batch_size: int = 64
+        self, tasks: Sequence[ZeroShotTask], processor, languages: Sequence[str] = LANGUAGES, batch_size: int = 64
     ):
         if not tasks:
             raise ValueError("ZeroShotEvaluationCallback needs at least one task")
@@ -46,7 +47,7 @@ class ZeroShotEvaluationCallback(TrainerCallback):
 
     @classmethod
     def from_benchmark(
-        cls, root: str | Path, processor, languages: Sequence[str] = ("en", "zh"), task_names: list[str] | None = None
+        cls, root: str | Path, processor, languages: Sequence[str] = LANGUAGES, task_names: list[str] | None = None
     ) -> ZeroShotEvaluationCallback:
         """The tasks of a built-in benchmark folder (imagefolder + `tasks.json`)."""
         return cls(load_builtin_benchmark(root, languages, task_names), processor, languages)
@@ -56,11 +57,8 @@ class ZeroShotEvaluationCallback(TrainerCallback):
         scores: dict[str, float] = {}
         model.eval()
         for task in self.tasks:
-            # the image tower runs once per task; each language only embeds its prompts
-            image_embeddings = embed_image_dataset(model, self.processor, task.images, self.batch_size)
-            for language in self.languages:
-                result = evaluate_zero_shot(model, self.processor, task, language, image_embeddings=image_embeddings)
-                scores[f"zero_shot_{task.name}_{language}"] = result["score"]
+            for language, result in evaluate_task(model, self.processor, task, self.languages, self.batch_size).items():
+                scores[f"zero_shot_{task.name}_{language}"] = result.score
         for language in self.languages:
             per_task = [scores[f"zero_shot_{task.name}_{language}"] for task in self.tasks]
             scores[f"zero_shot_{language}"] = sum(per_task) / len(per_task)

@@ -1,16 +1,26 @@
-"""Stage-1 distillation losses, as plain functions: feature maps, final embeddings and image-text logits.
+"""Stage-1 distillation losses, as plain functions: feature maps, final embeddings and image-text logits, and the
+sum that stage 1 optimises (`distillation_loss_parts`, from the student's `StudentFeatures` and the teacher's
+`TeacherTargets`).
 
 The Trainer only wires these (`DistillationTrainer.compute_loss`); each is unit-tested against hand-computed values in
-`tests/distill/test_distillation_losses.py`. Every function takes tensors the caller has already brought to matching
-shapes (adapters, resampling and pooling live in `feature_adapters.py`).
+`tests/distill/test_distillation_losses.py`. The student's maps arrive already in the teacher's widths and grids
+(adapters, resampling and pooling live in `student/adapters.py`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
+
+from dcclip.trainers.teacher.geometry import masked_mean_tokens
+
+if TYPE_CHECKING:
+    from dcclip.trainers.student.adapters import StudentFeatures
+    from dcclip.trainers.teacher.targets import TeacherTargets
 
 
 def _check_same_shape(name: str, student: torch.Tensor, teacher: torch.Tensor) -> None:
@@ -121,3 +131,92 @@ def symmetric_logit_distillation_loss(
     image_to_text = logit_distillation_loss(student_logits_per_image, teacher_logits_per_image, temperature)
     text_to_image = logit_distillation_loss(student_logits_per_image.t(), teacher_logits_per_image.t(), temperature)
     return (image_to_text + text_to_image) / 2.0
+
+
+# ----- stage 1's loss ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """How stage 1 weighs and shapes its loss parts (the `DistillationConfig` fields of the same names).
+
+    Attributes:
+        feature: weight of the feature-map SmoothL1 loss.
+        embedding: weight of the embedding (cosine) loss.
+        smooth_l1_beta: SmoothL1 threshold between the quadratic and the linear regime.
+        standardize_teacher_maps: standardise every teacher feature vector over its channels first.
+        logit_temperature: softmax temperature of logit distillation.
+    """
+
+    feature: float = 1.0
+    embedding: float = 1.0
+    smooth_l1_beta: float = 1.0
+    standardize_teacher_maps: bool = True
+    logit_temperature: float = 1.0
+
+
+def _teacher_maps(maps: Sequence[torch.Tensor], channel_dim: int, standardize: bool) -> list[torch.Tensor]:
+    maps = [m.float() for m in maps]
+    return [standardize_channels(m, channel_dim) for m in maps] if standardize else maps
+
+
+def feature_distillation_loss(
+    student: StudentFeatures,
+    teacher: TeacherTargets,
+    weights: LossWeights,
+    token_mask: torch.Tensor | None = None,
+    text_token_by_token: bool = True,
+) -> dict[str, torch.Tensor]:
+    """The weighted loss parts of feature-map (and embedding) distillation, by name; stage 1 optimises their sum.
+
+    Args:
+        student: the adapted student outputs; a part is computed for each tower whose maps / embeddings it holds.
+        teacher: the teacher's targets for the same batch.
+        weights: loss weights and shape.
+        token_mask: the student's `(batch, tokens)` mask of real tokens (text maps compared token by token).
+        text_token_by_token: False when student and teacher tokenizers differ (or a cache stores pooled text): the
+            teacher's text maps are then mean-pooled over its own real tokens, like the student's.
+    """
+    parts: dict[str, torch.Tensor] = {}
+    if student.image_maps is not None:
+        targets = _teacher_maps(teacher.image_maps, 1, weights.standardize_teacher_maps)
+        parts["image_feature_loss"] = weights.feature * feature_map_loss(
+            [m.float() for m in student.image_maps], targets, weights.smooth_l1_beta
+        )
+    if student.text_maps is not None:
+        maps, mask = teacher.text_maps, token_mask
+        if not text_token_by_token:
+            maps = [masked_mean_tokens(m.float(), teacher.text_attention_mask) if m.dim() == 3 else m for m in maps]
+            mask = None
+        parts["text_feature_loss"] = weights.feature * feature_map_loss(
+            [m.float() for m in student.text_maps], _teacher_maps(maps, -1, weights.standardize_teacher_maps),
+            weights.smooth_l1_beta, token_mask=mask,
+        )  # fmt: skip
+    for tower in ("image", "text"):
+        student_embeds = getattr(student, f"{tower}_embeds")
+        if student_embeds is not None:
+            parts[f"{tower}_embedding_loss"] = weights.embedding * embedding_distillation_loss(
+                student_embeds.float(), getattr(teacher, f"{tower}_embeds").float()
+            )
+    return parts
+
+
+def distillation_loss_parts(
+    distill_target: str,
+    student: StudentFeatures,
+    teacher: TeacherTargets,
+    weights: LossWeights,
+    token_mask: torch.Tensor | None = None,
+    text_token_by_token: bool = True,
+) -> dict[str, torch.Tensor]:
+    """Stage 1's loss parts for `distill_target`: `"logits"` compares image-text similarities (symmetric KL), the
+    others feature maps and / or embeddings (`feature_distillation_loss`). Raises when no part can be computed."""
+    if distill_target == "logits":
+        student_logits = clip_logits(student.image_embeds.float(), student.text_embeds.float(), student.logit_scale.float())
+        teacher_logits = clip_logits(teacher.image_embeds.float(), teacher.text_embeds.float(), teacher.logit_scale.float())
+        parts = {"logit_loss": symmetric_logit_distillation_loss(student_logits, teacher_logits, weights.logit_temperature)}
+    else:
+        parts = feature_distillation_loss(student, teacher, weights, token_mask, text_token_by_token)
+    if not parts:
+        raise ValueError("this batch produced no stage-1 loss: check image_data / text_data and distill_target")
+    return parts

@@ -1,8 +1,8 @@
 #!/bin/bash
 # Teacher cache for stage 1 (`dcclip teacher-cache`): runs the frozen teacher once over the stage-1 data and stores
 # its targets. One process on one node (the command is not distributed), so ask for one GPU:
-#   sbatch [sbatch options] slurm/teacher_cache.sh CONFIG.yaml --teacher_cache_dir FOLDER [--flag value ...]
-# e.g. sbatch -p gpu -A myproject -t 12:00:00 --gpus-per-node=1 slurm/teacher_cache.sh my_distill.yaml \
+#   sbatch [sbatch options] slurm/cache_teacher.sh CONFIG.yaml --teacher_cache_dir FOLDER [--flag value ...]
+# e.g. sbatch -p gpu -A myproject -t 12:00:00 --gpus-per-node=1 slurm/cache_teacher.sh my_distill.yaml \
 #          --teacher_cache_dir runs/teacher_cache
 # sbatch options override the #SBATCH lines below (so do SBATCH_PARTITION, SBATCH_ACCOUNT, SBATCH_TIMELIMIT,
 # SBATCH_GPUS_PER_NODE in the environment). Submit from the repository root, or set DCCLIP_ROOT. A preempted job
@@ -25,4 +25,4 @@ restart_args=()
 if [[ "${SLURM_RESTART_COUNT:-0}" -gt 0 ]]; then
     restart_args=(--overwrite_cache true)  # the interrupted attempt left a partial cache folder
 fi
-dcclip_run_step --nodes=1 --ntasks=1 python -m trainers.teacher_cache "$DCCLIP_CONFIG" "$@" "${restart_args[@]}"
+dcclip_run_step --nodes=1 --ntasks=1 python -m dcclip.trainers.cache_teacher "$DCCLIP_CONFIG" "$@" "${restart_args[@]}"

@@ -11,8 +11,8 @@ an image's id is the SHA-1 of its encoded file bytes, a text's id the SHA-1 of i
 only found for the tokenizer and truncation length it was built with). Targets are stored exactly as the teacher
 computes them for the deterministic processor (resize + centre crop): a cache assumes no random augmentation.
 
-Usage:
-    dcclip teacher-cache configs/distill_tiny.yaml --teacher_cache_dir runs/cache [--pool_grid 4] [--pool_text]
+Built by `trainers/cache_teacher.py` (`dcclip teacher-cache`); read by the collator, which hands the trainer the
+same `TeacherTargets` a live teacher would.
 """
 
 from __future__ import annotations
@@ -21,10 +21,9 @@ import hashlib
 import json
 import logging
 import shutil
-import sys
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 import datasets
@@ -33,11 +32,11 @@ import torch
 import torch.nn.functional as F
 from datasets.utils.file_utils import xopen
 
-from .arguments import parse_config_and_overrides
-from .data.sample_quality import load_rgb_image
-from .data.schema import CAPTION_COLUMNS, IMAGE_COLUMN
-from .feature_adapters import masked_mean_tokens
-from .teacher import DistillationTeacher, TeacherLayout
+from dcclip.trainers.data.sample_quality import load_rgb_image
+from dcclip.trainers.data.schema import CAPTION_COLUMNS, IMAGE_COLUMN
+from dcclip.trainers.teacher.geometry import masked_mean_tokens
+from dcclip.trainers.teacher.model import DistillationTeacher
+from dcclip.trainers.teacher.targets import TeacherLayout, TeacherTargets
 
 logger = logging.getLogger(__name__)
 
@@ -107,18 +106,15 @@ class TeacherCache:
             )
         return [table[sample_id] for sample_id in ids]
 
-    def image_targets(self, image_samples: Sequence[dict], layers: Sequence[int]) -> dict:
+    def image_targets(self, image_samples: Sequence[dict], layers: Sequence[int]) -> TeacherTargets:
         """Cached targets of a batch of image samples (canonical `{"image": cell}` dicts), in batch order."""
         if self.images is None:
             raise ValueError(f"the teacher cache {self.folder} holds no image targets; it was built without image data")
         rows = self._rows(self._image_rows, [image_sample_id(s[IMAGE_COLUMN]) for s in image_samples], "image")
         data = self.images.select_columns([f"image_layer_{k}" for k in layers] + ["image_embeds"])[rows]
-        return {
-            "cached_image_maps": [data[f"image_layer_{k}"] for k in layers],
-            "cached_image_embeds": data["image_embeds"],
-        }
+        return TeacherTargets(image_maps=[data[f"image_layer_{k}"] for k in layers], image_embeds=data["image_embeds"])
 
-    def text_targets(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, layers: Sequence[int]) -> dict:
+    def text_targets(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, layers: Sequence[int]) -> TeacherTargets:
         """Cached targets of a batch of tokenized texts (teacher token ids), laid out on the batch's padded length."""
         if self.texts is None:
             raise ValueError(f"the teacher cache {self.folder} holds no text targets; it was built without text data")
@@ -135,7 +131,36 @@ class TeacherCache:
             for row, tokens in enumerate(stored):
                 padded[row, attention_mask[row].bool()] = tokens
             maps.append(padded)
-        return {"cached_text_maps": maps, "cached_text_embeds": data["text_embeds"]}
+        return TeacherTargets(text_maps=maps, text_attention_mask=attention_mask, text_embeds=data["text_embeds"])
+
+
+class CachedTeacherTargets:
+    """The collator's source of teacher targets when training from a cache: `(samples, batch) -> TeacherTargets`,
+    the same type the live teacher returns, for the towers the batch feeds.
+
+    Args:
+        cache: the opened cache.
+        image_layers / text_layers: the teacher layers the run distils (the plan's).
+    """
+
+    def __init__(self, cache: TeacherCache, image_layers: Sequence[int], text_layers: Sequence[int]):
+        self.cache = cache
+        self.image_layers = list(image_layers)
+        self.text_layers = list(text_layers)
+
+    def __call__(self, samples: Sequence[dict], batch: Mapping[str, torch.Tensor]) -> TeacherTargets:
+        targets = TeacherTargets(logit_scale=torch.tensor(self.cache.logit_scale))
+        if "pixel_values" in batch:
+            images = self.cache.image_targets(samples, self.image_layers)
+            targets.image_maps, targets.image_embeds = images.image_maps, images.image_embeds
+        if "input_ids" in batch:
+            # the teacher's own token ids where its tokenizer differs from the student's
+            input_ids = batch.get("teacher_input_ids", batch["input_ids"])
+            attention_mask = batch.get("teacher_attention_mask", batch["attention_mask"])
+            texts = self.cache.text_targets(input_ids, attention_mask, self.text_layers)
+            targets.text_maps, targets.text_embeds = texts.text_maps, texts.text_embeds
+            targets.text_attention_mask = attention_mask
+        return targets
 
 
 # ----- building -----------------------------------------------------------------------------------------------------
@@ -303,67 +328,3 @@ def build_teacher_cache(
     metadata["logit_scale"] = float(teacher.logit_scale)
     (folder / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
     return metadata
-
-
-# ----- command ------------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class TeacherCacheArguments:
-    """Options of the cache command only (the rest comes from the stage-1 config, so both agree on layers)."""
-
-    pool_grid: int | None = field(
-        default=None,
-        metadata={"help": "Average-pool cached image maps to a pool_grid x pool_grid grid to bound disk use "
-                  "(training then distils on that grid). Default: keep the teacher's patch grid."},
-    )  # fmt: skip
-    pool_text: bool = field(
-        default=False,
-        metadata={"help": "Store text maps mean-pooled over real tokens (training then distils pooled text features)."},
-    )
-    cache_batch_size: int = field(default=32, metadata={"help": "Teacher batch size while building the cache."})
-    overwrite_cache: bool = field(default=False, metadata={"help": "Replace an existing cache folder."})
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`dcclip teacher-cache <stage-1 config> --teacher_cache_dir FOLDER [cache options]`."""
-    # Imported here: distill.py imports this module (TeacherCache) at its top.
-    from .distill import load_tower_data, prepare_stage1
-    from .distillation_trainer import DistillationConfig
-
-    args, cache_args = parse_config_and_overrides(
-        (DistillationConfig, TeacherCacheArguments), list(sys.argv[1:] if argv is None else argv)
-    )
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if not args.teacher_cache_dir:
-        raise ValueError("teacher-cache needs --teacher_cache_dir (the folder to write)")
-    folder = Path(args.teacher_cache_dir)
-    if folder.exists() and any(folder.iterdir()):
-        if not cache_args.overwrite_cache:
-            raise FileExistsError(f"{folder} is not empty; pass --overwrite_cache to replace it")
-        shutil.rmtree(folder)
-    # The plan is the training run's: same student, same mapping, so the cache holds exactly the layers it reads.
-    stage1 = prepare_stage1(args, use_cache=False)
-    teacher = stage1.load_teacher().to(args.device)
-    image_data, text_data = load_tower_data(args)
-    metadata = build_teacher_cache(
-        teacher,
-        folder,
-        image_samples=None if image_data is None else image_data.dataset,
-        text_samples=None if text_data is None else text_data.dataset,
-        image_layers=stage1.plan.teacher_image_layers,
-        text_layers=stage1.plan.teacher_text_layers,
-        max_text_length=args.max_text_length,
-        teacher_name=args.teacher,
-        pool_grid=cache_args.pool_grid,
-        pool_text=cache_args.pool_text,
-        batch_size=cache_args.cache_batch_size,
-    )
-    sizes = {key: metadata[key] for key in ("num_images", "bytes_per_image", "num_texts", "bytes_per_text") if key in metadata}
-    logger.info("teacher cache written to %s: %s", folder, sizes)
-    print(json.dumps(sizes))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
