@@ -90,8 +90,9 @@ def _alignment_record(
     names = (
         "learning_rate", "image_tower_learning_rate", "text_tower_learning_rate", "logit_scale_learning_rate",
         "weight_decay", "warmup_steps", "max_steps", "num_train_epochs", "per_device_train_batch_size",
-        "gradient_accumulation_steps", "bilingual_captions", "local_loss", "lock_image_tower", "unlocked_image_layers",
-        "lock_text_tower", "unlocked_text_layers", "teacher_loss_weight", "seed",
+        "gradient_accumulation_steps", "bilingual_captions", "image_to_text_negatives", "local_loss",
+        "lock_image_tower", "unlocked_image_layers", "lock_text_tower", "unlocked_text_layers", "teacher_loss_weight",
+        "seed",
     )  # fmt: skip
     hyperparameters = {name: getattr(args, name) for name in names}
     hyperparameters["global_batch_size"] = args.per_device_train_batch_size * args.world_size

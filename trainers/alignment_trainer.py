@@ -13,7 +13,7 @@ import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 import torch.distributed as dist
@@ -21,7 +21,7 @@ from torch import nn
 from transformers import Trainer, TrainingArguments
 
 from modeling_dcclip import DCCLIPModel
-from trainers.contrastive_loss import ContrastiveLoss
+from trainers.contrastive_loss import ContrastiveLoss, ImageToTextNegatives
 from trainers.data import LANGUAGES, ImageTextCollator
 from trainers.data.schema import CAPTION_COLUMNS
 from trainers.distillation_losses import embedding_distillation_loss
@@ -39,6 +39,15 @@ class AlignmentConfig(TrainingArguments):
             "help": "For an image with an English and a Chinese caption: 'both' trains on both pairs in the same step "
             "(the image is embedded once and its two captions are never negatives of each other), 'sample' draws "
             "one of the two at random each time the image is seen."
+        },
+    )
+    image_to_text_negatives: ImageToTextNegatives = field(
+        default="per_language",
+        metadata={
+            "help": "Which captions an image is ranked against in the image -> text term (text -> image always ranks "
+            "every image): 'per_language' only the captions in the pair's language, so captions of the other language "
+            "are never negatives; 'all_captions' every caption of the global batch except the image's other captions "
+            "(masked: neither positives nor negatives), which is exactly CLIP's loss when each image has one caption."
         },
     )
     local_loss: bool = field(
@@ -89,6 +98,11 @@ class AlignmentConfig(TrainingArguments):
         super().__post_init__()
         if self.bilingual_captions not in ("both", "sample"):
             raise ValueError(f"bilingual_captions must be 'both' or 'sample', got {self.bilingual_captions!r}")
+        if self.image_to_text_negatives not in get_args(ImageToTextNegatives):
+            raise ValueError(
+                f"image_to_text_negatives must be one of {get_args(ImageToTextNegatives)}, "
+                f"got {self.image_to_text_negatives!r}"
+            )
         for tower in ("image", "text"):
             unlocked = getattr(self, f"unlocked_{tower}_layers")
             if unlocked < 0:
@@ -225,7 +239,7 @@ class AlignmentTrainer(Trainer):
         if teacher is not None:
             # as in stage 1: sharded like the student under ZeRO-3, replicated otherwise
             teacher.place(self.accelerator.state.deepspeed_plugin if self.is_deepspeed_enabled else None, self.args.device)
-        self.contrastive_loss = ContrastiveLoss(len(LANGUAGES), args.local_loss)
+        self.contrastive_loss = ContrastiveLoss(len(LANGUAGES), args.local_loss, args.image_to_text_negatives)
         # per mode ("train" / "eval"): metric name -> [weighted sum, total weight] since the last log
         self._metric_sums: dict[str, dict[str, list[float]]] = {
             "train": defaultdict(lambda: [0.0, 0]),
