@@ -48,15 +48,20 @@ def test_loss_normalises_embeddings():
     )
 
 
-def test_bilingual_loss_matches_hand_computed_example_where_captions_of_one_image_are_not_negatives():
-    # image 0 has an English and a Chinese caption, image 1 only an English one
-    features = _local(
+def _image_with_two_captions_and_image_with_one() -> GatheredFeatures:
+    """Image 0 has an English and a Chinese caption, image 1 only an English one; at temperature 1 the logits are
+    texts @ images.T = [[0.8, 0.6], [0.6, 0.8], [0.0, 1.0]] (rows: en0, zh0, en1)."""
+    return _local(
         images=[[1.0, 0.0], [0.0, 1.0]],
         texts=[[0.8, 0.6], [0.6, 0.8], [0.0, 1.0]],
         index=[0, 0, 1],
         language=[EN, ZH, EN],
     )
-    out = bilingual_contrastive_loss(features, torch.tensor(1.0), num_languages=2)
+
+
+def test_per_language_negatives_match_hand_computed_example_where_other_language_captions_are_not_negatives():
+    features = _image_with_two_captions_and_image_with_one()
+    out = bilingual_contrastive_loss(features, torch.tensor(1.0), 2, image_to_text_negatives="per_language")
     # text -> image: each caption against both images
     t2i_en0 = _cross_entropy([0.8, 0.6], 0)
     t2i_zh0 = _cross_entropy([0.6, 0.8], 0)
@@ -74,13 +79,7 @@ def test_bilingual_loss_matches_hand_computed_example_where_captions_of_one_imag
 
 
 def test_all_captions_negatives_match_hand_computed_example_where_only_siblings_are_masked():
-    # the example above: image 0 has an English and a Chinese caption, image 1 only an English one
-    features = _local(
-        images=[[1.0, 0.0], [0.0, 1.0]],
-        texts=[[0.8, 0.6], [0.6, 0.8], [0.0, 1.0]],
-        index=[0, 0, 1],
-        language=[EN, ZH, EN],
-    )
+    features = _image_with_two_captions_and_image_with_one()
     out = bilingual_contrastive_loss(features, torch.tensor(1.0), 2, image_to_text_negatives="all_captions")
     # text -> image: unchanged
     t2i_en0 = _cross_entropy([0.8, 0.6], 0)  # 0.598139
