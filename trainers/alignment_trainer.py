@@ -42,12 +42,13 @@ class AlignmentConfig(TrainingArguments):
         },
     )
     image_to_text_negatives: ImageToTextNegatives = field(
-        default="per_language",
+        default="all_captions",
         metadata={
             "help": "Which captions an image is ranked against in the image -> text term (text -> image always ranks "
-            "every image): 'per_language' only the captions in the pair's language, so captions of the other language "
-            "are never negatives; 'all_captions' every caption of the global batch except the image's other captions "
-            "(masked: neither positives nor negatives), which is exactly CLIP's loss when each image has one caption."
+            "every image): 'all_captions' every caption of the global batch except the image's other captions "
+            "(masked: neither positives nor negatives), which is exactly CLIP's loss when each image has one caption; "
+            "'per_language' only the captions in the pair's language, so captions of the other language are never "
+            "negatives."
         },
     )
     local_loss: bool = field(

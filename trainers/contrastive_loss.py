@@ -8,10 +8,10 @@ Chinese caption therefore gives two pairs that share one image row. Each pair co
 * image -> text: its image against captions, towards its own caption. Which captions compete is the
   `image_to_text_negatives` option:
 
+  * `"all_captions"` (default): every caption of the global batch except the image's other captions (its
+    siblings), which are masked out: neither positives nor negatives;
   * `"per_language"`: only the captions in the pair's language. An image's English and Chinese captions never
-    compete, and neither do the captions of other images in the other language;
-  * `"all_captions"`: every caption of the global batch except the image's other captions (its siblings), which are
-    masked out: neither positives nor negatives.
+    compete, and neither do the captions of other images in the other language.
 
 The loss is their mean over all pairs, `(L_text->image + L_image->text) / 2`. With one caption per image there are no
 siblings, so `"all_captions"` is exactly CLIP's symmetric loss (`modeling_dcclip.modeling_dcclip.symmetric_clip_loss`)
@@ -122,7 +122,7 @@ def bilingual_contrastive_loss(
     logit_scale: torch.Tensor,
     num_languages: int,
     local_loss: bool = False,
-    image_to_text_negatives: ImageToTextNegatives = "per_language",
+    image_to_text_negatives: ImageToTextNegatives = "all_captions",
 ) -> ContrastiveLossOutput:
     """Symmetric InfoNCE over the pairs of a (gathered) bilingual batch; see the module docstring for the terms.
 
@@ -209,7 +209,7 @@ class ContrastiveLoss(nn.Module):
         self,
         num_languages: int,
         local_loss: bool = False,
-        image_to_text_negatives: ImageToTextNegatives = "per_language",
+        image_to_text_negatives: ImageToTextNegatives = "all_captions",
     ):
         super().__init__()
         self.num_languages = num_languages
