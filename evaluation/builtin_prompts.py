@@ -2,7 +2,11 @@
 
 Keys are ELEVATER dataset names (as in ``elevater_en.json``); class lists follow ELEVATER's label ids, so entry ``i``
 is the name of class id ``i``. The Chinese names and all templates were written for this project. Templates are
-``str.format`` strings with one ``{}`` for the class name. ``metric`` is the metric ELEVATER assigns to the dataset.
+``str.format`` strings with one ``{}`` for the class name.
+
+``ELEVATER_DATASET_METRICS`` gives each of ELEVATER's 20 image-classification datasets the metric its toolkit scores it
+by (``TEST.METRIC`` of the dataset's config), including the datasets that have no built-in class names here, so a
+task loaded from ELEVATER data is scored right even when no ``elevater_en.json`` is passed.
 
 ``DEFAULT_TEMPLATES`` are used for tasks whose class names come from elsewhere (an image folder, a Hub dataset,
 ``label_cn.txt``) and that have no templates of their own.
@@ -130,9 +134,31 @@ _PETS_ZH = [
     "软毛麦色梗", "约克夏梗",
 ]  # fmt: skip
 
+ELEVATER_DATASET_METRICS: dict[str, str] = {
+    "caltech-101": "mean-per-class",
+    "cifar-10": "accuracy",
+    "cifar-100": "accuracy",
+    "country211": "accuracy",
+    "dtd": "accuracy",
+    "eurosat_clip": "accuracy",
+    "fer-2013": "accuracy",
+    "fgvc-aircraft-2013b-variants102": "mean-per-class",
+    "food-101": "accuracy",
+    "gtsrb": "accuracy",
+    "hateful-memes": "roc_auc",
+    "kitti-distance": "accuracy",
+    "mnist": "accuracy",
+    "oxford-flower-102": "mean-per-class",
+    "oxford-iiit-pets": "mean-per-class",
+    "patch-camelyon": "accuracy",
+    "rendered-sst2": "accuracy",
+    "resisc45_clip": "accuracy",
+    "stanford-cars": "accuracy",
+    "voc-2007-classification": "11point_mAP",
+}
+
 BUILTIN_PROMPTS: dict[str, dict] = {
     "cifar-10": {
-        "metric": "accuracy",
         "en": {
             "classnames": ["airplane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
             "templates": [
@@ -149,7 +175,6 @@ BUILTIN_PROMPTS: dict[str, dict] = {
         },
     },
     "cifar-100": {
-        "metric": "accuracy",
         "en": {
             "classnames": _CIFAR100_EN,
             "templates": ["a photo of a {}.", "a small photo of the {}.", "a low-resolution photo of a {}."],
@@ -157,7 +182,6 @@ BUILTIN_PROMPTS: dict[str, dict] = {
         "zh": {"classnames": _CIFAR100_ZH, "templates": ["一张{}的照片。", "一张{}的小照片。", "一张低分辨率的{}的照片。"]},
     },
     "mnist": {
-        "metric": "accuracy",
         "en": {
             "classnames": ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"],
             "templates": [
@@ -170,7 +194,6 @@ BUILTIN_PROMPTS: dict[str, dict] = {
         },
     },
     "eurosat_clip": {
-        "metric": "accuracy",
         "en": {
             "classnames": [
                 "annual crop fields", "forest", "shrubland", "a highway", "an industrial area", "pasture",
@@ -187,7 +210,6 @@ BUILTIN_PROMPTS: dict[str, dict] = {
         },
     },
     "dtd": {
-        "metric": "accuracy",
         "en": {
             "classnames": _TEXTURE_EN,
             "templates": ["a photo of a {} texture.", "a close-up of a {} surface.", "a {} pattern."],
@@ -198,7 +220,6 @@ BUILTIN_PROMPTS: dict[str, dict] = {
         },
     },
     "fer-2013": {
-        "metric": "accuracy",
         "en": {
             "classnames": ["angry", "disgusted", "scared", "happy", "calm", "sad", "surprised"],
             "templates": ["a photo of a {} face.", "a face that looks {}.", "a person looking {}."],
@@ -209,7 +230,6 @@ BUILTIN_PROMPTS: dict[str, dict] = {
         },
     },
     "kitti-distance": {
-        "metric": "accuracy",
         "en": {
             "classnames": [
                 "a street photo with a car right beside the camera.",
@@ -230,7 +250,6 @@ BUILTIN_PROMPTS: dict[str, dict] = {
         },
     },
     "patch-camelyon": {
-        "metric": "accuracy",
         "en": {
             "classnames": ["healthy lymph node tissue", "lymph node tissue with metastatic tumor cells"],
             "templates": ["a histology image of {}.", "a microscope slide of {}."],
@@ -241,17 +260,14 @@ BUILTIN_PROMPTS: dict[str, dict] = {
         },
     },
     "rendered-sst2": {
-        "metric": "accuracy",
         "en": {"classnames": ["negative", "positive"], "templates": ["a {} movie review.", "text of a {} film review."]},
         "zh": {"classnames": ["负面", "正面"], "templates": ["一条{}的影评。", "一段{}的电影评论文字。"]},
     },
     "hateful-memes": {
-        "metric": "roc_auc",
         "en": {"classnames": ["harmless meme", "hateful meme"], "templates": ["a {}.", "an image of a {}."]},
         "zh": {"classnames": ["无害的表情包", "仇恨言论表情包"], "templates": ["一张{}。", "一张{}图片。"]},
     },
     "voc-2007-classification": {
-        "metric": "11point_mAP",
         "en": {
             "classnames": [
                 "airplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "dining table",
@@ -268,7 +284,6 @@ BUILTIN_PROMPTS: dict[str, dict] = {
         },
     },
     "gtsrb": {
-        "metric": "accuracy",
         "en": {
             "classnames": _GTSRB_EN,
             "templates": ['a photo of a "{}" traffic sign.', 'a close-up of the "{}" road sign.'],
@@ -276,12 +291,10 @@ BUILTIN_PROMPTS: dict[str, dict] = {
         "zh": {"classnames": _GTSRB_ZH, "templates": ["一张“{}”交通标志的照片。", "“{}”路标的特写。"]},
     },
     "resisc45_clip": {
-        "metric": "accuracy",
         "en": {"classnames": _RESISC45_EN, "templates": ["a satellite photo of a {}.", "an aerial view of a {}."]},
         "zh": {"classnames": _RESISC45_ZH, "templates": ["{}的卫星照片。", "{}的航拍图。"]},
     },
     "oxford-iiit-pets": {
-        "metric": "mean-per-class",
         "en": {"classnames": _PETS_EN, "templates": ["a photo of a {}, a kind of pet.", "a photo of my pet, a {}."]},
         "zh": {"classnames": _PETS_ZH, "templates": ["一张{}的照片，一种宠物。", "我的宠物{}的照片。"]},
     },

@@ -3,10 +3,15 @@
 ELEVATER picks one metric per dataset (its ``TEST.METRIC``; the ``metric`` field of ``elevater_en.json``):
 
 * ``accuracy``: top-1 accuracy.
-* ``mean-per-class``: recall averaged over the classes present in the labels (balanced accuracy).
+* ``mean-per-class``: recall averaged over the classes present in the labels (balanced accuracy), each sample
+  predicted as its best class *among those present*.
 * ``roc_auc``: area under the ROC curve of a binary task, scored with the probability of class 1.
 * ``11point_mAP``: multi-label; per class, precision interpolated at recall 0, 0.1, ..., 1, averaged, then
-  averaged over classes.
+  averaged over the classes that have at least one positive sample.
+
+Both class-wise metrics go through the toolkit's ``vision-evaluation`` package, whose ``calculate_score`` first drops
+every class without a test sample (the label matrix's all-zero columns) from the labels *and* from the score columns,
+then computes the metric on what is left; the functions here do the same.
 
 ELEVATER feeds its metrics ``softmax(100 * cosine similarity)``; :data:`ELEVATER_LOGIT_SCALE` is that 100.
 """
@@ -37,14 +42,17 @@ def top_k_accuracy(labels: np.ndarray, scores: np.ndarray, k: int = 1) -> float:
 
 
 def mean_per_class_accuracy(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Top-1 recall of each class that occurs in ``labels``, averaged over those classes (balanced accuracy).
+    """Top-1 recall of each class that occurs in ``labels``, averaged over those classes (balanced accuracy), as
+    ELEVATER's toolkit computes it.
 
-    Classes without samples have no recall and are left out of the mean, as in scikit-learn's
-    ``balanced_accuracy_score``, which ELEVATER uses.
+    Classes without a sample are left out twice: they have no recall to average, and their score columns are dropped
+    before the argmax, so each sample is predicted as its highest-scoring class among the classes present in
+    ``labels``. (A sample whose overall best class has no test sample is therefore scored by its runner-up.)
     """
     labels, scores = _check_multiclass(labels, scores)
-    predictions = np.argmax(scores, axis=1)
-    recalls = [np.mean(predictions[labels == c] == c) for c in np.unique(labels)]
+    present = np.unique(labels)
+    predictions = present[np.argmax(scores[:, present], axis=1)]
+    recalls = [np.mean(predictions[labels == c] == c) for c in present]
     return float(np.mean(recalls))
 
 
@@ -100,11 +108,16 @@ def interpolated_precision(targets: np.ndarray, scores: np.ndarray, num_points: 
 
 
 def eleven_point_mean_average_precision(targets: np.ndarray, scores: np.ndarray) -> float:
-    """11-point interpolated average precision per class, averaged over the classes (PASCAL VOC 2007 style).
+    """11-point interpolated average precision per class, averaged over the classes that have a positive sample
+    (PASCAL VOC 2007 style), as ELEVATER's toolkit computes it: a class without positives has no recall, so it is left
+    out of the mean.
 
     Args:
         targets: multi-hot labels, shape (N, C).
         scores: class scores or probabilities, shape (N, C).
+
+    Raises:
+        ValueError: no class has a positive sample (the toolkit reports 0.0 there; here it is an error).
     """
     targets = np.asarray(targets)
     scores = np.asarray(scores, dtype=np.float64)
@@ -112,10 +125,10 @@ def eleven_point_mean_average_precision(targets: np.ndarray, scores: np.ndarray)
         raise ValueError(
             f"eleven_point_mean_average_precision: targets {targets.shape} and scores {scores.shape} must both be (N, C)"
         )
-    empty = [c for c in range(targets.shape[1]) if not targets[:, c].any()]
-    if empty:
-        raise ValueError(f"eleven_point_mean_average_precision: classes {empty} have no positive sample")
-    per_class = [interpolated_precision(targets[:, c], scores[:, c]).mean() for c in range(targets.shape[1])]
+    with_positives = [c for c in range(targets.shape[1]) if targets[:, c].any()]
+    if not with_positives:
+        raise ValueError("eleven_point_mean_average_precision: no class has a positive sample")
+    per_class = [interpolated_precision(targets[:, c], scores[:, c]).mean() for c in with_positives]
     return float(np.mean(per_class))
 
 

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dcclip.evaluation.builtin_prompts import BUILTIN_PROMPTS, DEFAULT_TEMPLATES
+from dcclip.evaluation.builtin_prompts import BUILTIN_PROMPTS, DEFAULT_TEMPLATES, ELEVATER_DATASET_METRICS
 from dcclip.evaluation.metrics import ELEVATER_METRICS
 from dcclip.languages import LANGUAGES
 
@@ -60,7 +60,8 @@ class PromptCatalog:
         return PromptCatalog([source, *self.sources], self.fallback_templates)
 
     def metric(self, dataset: str, default: str = "accuracy") -> str:
-        """The evaluation metric the first source that names one gives ``dataset``."""
+        """The evaluation metric the first source that names one gives ``dataset``; ``default`` when none does. The
+        built-in source names one for each of ELEVATER's 20 datasets, so only tasks outside ELEVATER get ``default``."""
         for source in self.sources:
             if dataset in source.metrics:
                 return source.metrics[dataset]
@@ -100,10 +101,10 @@ class PromptCatalog:
 
 
 def builtin_source() -> PromptSource:
-    """The project's own class names and templates (:mod:`evaluation.builtin_prompts`)."""
-    source = PromptSource(name="builtin")
+    """The project's own class names and templates, and the ELEVATER toolkit's metric of each of its 20 datasets
+    (:mod:`evaluation.builtin_prompts`)."""
+    source = PromptSource(name="builtin", metrics=dict(ELEVATER_DATASET_METRICS))
     for dataset, entry in BUILTIN_PROMPTS.items():
-        source.metrics[dataset] = entry["metric"]
         for language in LANGUAGES:
             if language in entry:
                 source.classnames[(dataset, language)] = entry[language]["classnames"]

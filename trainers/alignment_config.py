@@ -6,9 +6,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 from transformers import TrainingArguments
+
+from dcclip.trainers.losses.contrastive import ImageToTextNegatives
 
 
 @dataclass
@@ -30,6 +32,16 @@ class AlignmentConfig(TrainingArguments):
             "help": "For an image with an English and a Chinese caption: 'both' trains on both pairs in the same step "
             "(the image is embedded once and its two captions are never negatives of each other), 'sample' draws "
             "one of the two at random each time the image is seen."
+        },
+    )
+    image_to_text_negatives: ImageToTextNegatives = field(
+        default="all_captions",
+        metadata={
+            "help": "Which captions an image is ranked against in the image -> text term (text -> image always ranks "
+            "every image): 'all_captions' every caption of the global batch except the image's other captions "
+            "(masked: neither positives nor negatives), which is exactly CLIP's loss when each image has one caption; "
+            "'per_language' only the captions in the pair's language, so captions of the other language are never "
+            "negatives."
         },
     )
     local_loss: bool = field(
@@ -80,6 +92,11 @@ class AlignmentConfig(TrainingArguments):
         super().__post_init__()
         if self.bilingual_captions not in ("both", "sample"):
             raise ValueError(f"bilingual_captions must be 'both' or 'sample', got {self.bilingual_captions!r}")
+        if self.image_to_text_negatives not in get_args(ImageToTextNegatives):
+            raise ValueError(
+                f"image_to_text_negatives must be one of {get_args(ImageToTextNegatives)}, "
+                f"got {self.image_to_text_negatives!r}"
+            )
         for tower in ("image", "text"):
             unlocked = getattr(self, f"unlocked_{tower}_layers")
             if unlocked < 0:

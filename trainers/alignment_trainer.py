@@ -120,7 +120,7 @@ class AlignmentTrainer(Trainer):
         if teacher is not None:
             # as in stage 1: sharded like the student under ZeRO-3, replicated otherwise
             teacher.place(self.accelerator.state.deepspeed_plugin if self.is_deepspeed_enabled else None, self.args.device)
-        self.contrastive_loss = ContrastiveLoss(len(LANGUAGES), args.local_loss)
+        self.contrastive_loss = ContrastiveLoss(len(LANGUAGES), args.local_loss, args.image_to_text_negatives)
         # per mode ("train" / "eval"): metric name -> [weighted sum, total weight] since the last log
         self._metric_sums: dict[str, dict[str, list[float]]] = {
             "train": defaultdict(lambda: [0.0, 0]),

@@ -71,6 +71,8 @@ def test_python_run_from_a_preset_lowers_the_loss_and_saves_a_loadable_folder(
         "32",
         "--use_cpu",
         "true",
+        "--image_to_text_negatives",
+        "all_captions",
     ]
     argv += ["--eval_strategy", "steps", "--save_strategy", "no", "--report_to", "none"]
     assert main(argv + _run_flags(scenes, eval_pairs_spec, output_dir)) == 0
@@ -80,6 +82,8 @@ def test_python_run_from_a_preset_lowers_the_loss_and_saves_a_loadable_folder(
     assert model.config.vision_config.image_size == 32
     state = json.loads((output_dir / "trainer_state.json").read_text())
     assert any("eval_zero_shot_colour_zh" in entry for entry in state["log_history"])
+    record = json.loads((output_dir / FINAL_MODEL_DIR / "dcclip_training.json").read_text())
+    assert record["stages"][-1]["hyperparameters"]["image_to_text_negatives"] == "all_captions"
 
 
 def test_a_preset_needs_a_tokenizer(scenes, eval_pairs_spec, tmp_path):

@@ -94,6 +94,11 @@ def test_unlocked_layers_without_a_lock_is_an_error(tmp_path):
         _config(tmp_path, unlocked_text_layers=1)
 
 
+def test_unknown_image_to_text_negatives_option_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match="image_to_text_negatives must be one of"):
+        _config(tmp_path, image_to_text_negatives="every_caption")
+
+
 def test_parameter_groups_set_learning_rates_per_part_and_spare_norms_biases_and_temperature_from_decay(
     make_scenes_student, tmp_path
 ):

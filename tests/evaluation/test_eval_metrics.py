@@ -50,10 +50,21 @@ def test_mean_per_class_accuracy_weights_classes_equally_when_unbalanced():
     assert top_k_accuracy(labels, scores) == pytest.approx(4 / 6)  # plain accuracy differs
 
 
-def test_mean_per_class_accuracy_ignores_classes_without_images():
+def test_mean_per_class_accuracy_predicts_among_classes_with_test_samples_as_elevater_does():
+    # 4 classes, but only classes 0 and 2 have test samples. The toolkit drops the score columns of classes 1 and 3
+    # before the argmax and averages recall over classes 0 and 2.
     labels = np.array([0, 0, 2])
-    scores = one_hot_scores([0, 1, 2], 4)  # class 1 is predicted but never a label; class 3 never appears
-    assert mean_per_class_accuracy(labels, scores) == pytest.approx((1 / 2 + 1) / 2)
+    scores = np.array(
+        [
+            [0.70, 0.10, 0.10, 0.10],  # best 0 -> 0: right
+            [0.30, 0.60, 0.05, 0.05],  # best overall 1 (no sample); among {0, 2}: 0.30 > 0.05 -> 0: right
+            [0.10, 0.10, 0.30, 0.50],  # best overall 3 (no sample); among {0, 2}: 0.30 > 0.10 -> 2: right
+        ]
+    )
+    # recall of class 0 = 2/2, of class 2 = 1/1 -> (1 + 1) / 2 = 1
+    assert mean_per_class_accuracy(labels, scores) == pytest.approx(1.0)
+    # over all four classes only row 0 is right: top-1 accuracy 1/3 (and recalls 1/2, 0/1 -> 0.25 if averaged)
+    assert top_k_accuracy(labels, scores) == pytest.approx(1 / 3)
 
 
 def test_roc_auc_is_share_of_correctly_ordered_positive_negative_pairs():
@@ -96,9 +107,17 @@ def test_eleven_point_map_averages_classes():
     assert eleven_point_mean_average_precision(targets, scores) == pytest.approx((28 / 33 + 1) / 2)
 
 
-def test_eleven_point_map_names_classes_without_positives():
-    with pytest.raises(ValueError, match=r"classes \[1\]"):
-        eleven_point_mean_average_precision(np.array([[1, 0], [0, 0]]), np.array([[0.5, 0.5], [0.2, 0.8]]))
+def test_eleven_point_map_averages_only_classes_with_positives_as_elevater_does():
+    # classes 0 and 2 as in the test above (28/33 and 1); class 1 has no positive image, so no recall, and the
+    # toolkit leaves it out of the mean whatever its scores
+    scores = np.array([[0.9, 0.5, 0.9], [0.8, 0.4, 0.1], [0.7, 0.3, 0.8], [0.6, 0.2, 0.2], [0.5, 0.1, 0.3]])
+    targets = np.array([[1, 0, 1], [0, 0, 0], [1, 0, 1], [0, 0, 0], [0, 0, 0]])
+    assert eleven_point_mean_average_precision(targets, scores) == pytest.approx((28 / 33 + 1) / 2)
+
+
+def test_eleven_point_map_without_any_positive_is_an_error():
+    with pytest.raises(ValueError, match="no class has a positive sample"):
+        eleven_point_mean_average_precision(np.array([[0, 0], [0, 0]]), np.array([[0.5, 0.5], [0.2, 0.8]]))
 
 
 def test_classification_metrics_add_top5_only_above_five_classes():

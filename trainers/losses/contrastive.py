@@ -2,14 +2,21 @@
 
 A batch holds each image once (`image_embeds`, N rows) and its captions (`text_embeds`, M rows); `text_image_index`
 says which image a caption describes and `text_language` which language it is in. An image with an English and a
-Chinese caption therefore gives two pairs that share one image row. The loss is
+Chinese caption therefore gives two pairs that share one image row. Each pair contributes two cross-entropies:
 
-* text -> image: every caption against every image of the global batch (cross-entropy towards its own image);
-* image -> text, per language: every image that has a caption in that language against all captions in that
-  language, so the English and the Chinese caption of one image never compete with each other;
+* text -> image: its caption against every image of the global batch, towards its own image;
+* image -> text: its image against captions, towards its own caption. Which captions compete is the
+  `image_to_text_negatives` option:
 
-averaged over all pairs, `(L_text->image + L_image->text) / 2`. With one caption per image this is exactly CLIP's
-symmetric loss (`modeling_dcclip.modeling_dcclip.symmetric_clip_loss`).
+  * `"all_captions"` (default): every caption of the global batch except the image's other captions (its
+    siblings), which are masked out: neither positives nor negatives;
+  * `"per_language"`: only the captions in the pair's language. An image's English and Chinese captions never
+    compete, and neither do the captions of other images in the other language.
+
+The loss is their mean over all pairs, `(L_text->image + L_image->text) / 2`. With one caption per image there are no
+siblings, so `"all_captions"` is exactly CLIP's symmetric loss (`modeling_dcclip.modeling_dcclip.symmetric_clip_loss`)
+whatever the languages; `"per_language"` is CLIP's loss only when every caption is in one language (with two languages
+each image ranks only the captions of its caption's language, fewer negatives and a lower loss).
 
 Under data parallelism (torchrun / DDP, DeepSpeed ZeRO-1/2/3) `gather_features` collects the embeddings of every rank
 with gradients, so each rank's loss sees the whole global batch as negatives. The loss is normalised so that, once the
@@ -20,12 +27,16 @@ process on the concatenated batch, in both the full and the memory-saving local 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import torch
 import torch.distributed as dist
 import torch.distributed._functional_collectives as functional_collectives
 import torch.nn.functional as F
 from torch import nn
+
+# which captions the image -> text term ranks (module docstring)
+ImageToTextNegatives = Literal["per_language", "all_captions"]
 
 
 def _world() -> tuple[int, int]:
@@ -107,7 +118,11 @@ class ContrastiveLossOutput:
 
 
 def bilingual_contrastive_loss(
-    features: GatheredFeatures, logit_scale: torch.Tensor, num_languages: int, local_loss: bool = False
+    features: GatheredFeatures,
+    logit_scale: torch.Tensor,
+    num_languages: int,
+    local_loss: bool = False,
+    image_to_text_negatives: ImageToTextNegatives = "all_captions",
 ) -> ContrastiveLossOutput:
     """Symmetric InfoNCE over the pairs of a (gathered) bilingual batch; see the module docstring for the terms.
 
@@ -118,11 +133,16 @@ def bilingual_contrastive_loss(
         local_loss: score only this rank's pairs (as queries) against the global batch: memory O(local x global)
             instead of O(global^2). The returned value is then this rank's share, scaled so that the mean over ranks
             equals the full loss and its gradients, averaged over ranks, equal the full loss's.
+        image_to_text_negatives: `"per_language"` or `"all_captions"` (module docstring).
 
     Raises:
         ValueError: when an image has two captions in one language (it would have two positives among one
             language's captions) or a caption points at no image of the batch.
     """
+    if image_to_text_negatives not in get_args(ImageToTextNegatives):
+        raise ValueError(
+            f"image_to_text_negatives must be one of {get_args(ImageToTextNegatives)}, got {image_to_text_negatives!r}"
+        )
     # float32 softmax even when the towers run in bf16 / fp16
     images = F.normalize(features.image_embeds.float(), dim=-1)
     texts = F.normalize(features.text_embeds.float(), dim=-1)
@@ -147,14 +167,23 @@ def bilingual_contrastive_loss(
     pair_loss = texts.new_zeros(num_texts)
     text_to_image = F.cross_entropy(logit_scale * texts[queries] @ images.t(), index[queries], reduction="none")
     pair_loss = pair_loss.index_put((queries,), text_to_image)
-    for language_id in range(num_languages):
-        in_language = torch.nonzero(language == language_id).squeeze(1)
-        asked = in_language[queries[in_language]]
-        if asked.numel() == 0:
-            continue
-        logits = logit_scale * images[index[asked]] @ texts[in_language].t()
-        targets = torch.searchsorted(in_language, asked)
-        pair_loss = pair_loss.index_add(0, asked, F.cross_entropy(logits, targets, reduction="none"))
+    if image_to_text_negatives == "per_language":
+        for language_id in range(num_languages):
+            in_language = torch.nonzero(language == language_id).squeeze(1)
+            asked = in_language[queries[in_language]]
+            if asked.numel() == 0:
+                continue
+            logits = logit_scale * images[index[asked]] @ texts[in_language].t()
+            targets = torch.searchsorted(in_language, asked)
+            pair_loss = pair_loss.index_add(0, asked, F.cross_entropy(logits, targets, reduction="none"))
+    else:
+        asked = torch.nonzero(queries).squeeze(1)
+        logits = logit_scale * images[index[asked]] @ texts.t()
+        # the image's other captions are true matches too: drop them from its candidates instead of pushing them away
+        same_image = index[asked, None] == index[None, :]
+        siblings = same_image & (asked[:, None] != torch.arange(num_texts, device=asked.device))
+        logits = logits.masked_fill(siblings, float("-inf"))
+        pair_loss = pair_loss.index_add(0, asked, F.cross_entropy(logits, asked, reduction="none"))
 
     share = features.world_size if local_loss else 1
     pairs_per_language = torch.bincount(language, minlength=num_languages)
@@ -173,12 +202,19 @@ class ContrastiveLoss(nn.Module):
     Args:
         num_languages: how many language ids exist.
         local_loss: use the memory-saving local form (see `bilingual_contrastive_loss`).
+        image_to_text_negatives: which captions the image -> text term ranks (module docstring).
     """
 
-    def __init__(self, num_languages: int, local_loss: bool = False):
+    def __init__(
+        self,
+        num_languages: int,
+        local_loss: bool = False,
+        image_to_text_negatives: ImageToTextNegatives = "all_captions",
+    ):
         super().__init__()
         self.num_languages = num_languages
         self.local_loss = local_loss
+        self.image_to_text_negatives = image_to_text_negatives
 
     def forward(
         self,
@@ -191,4 +227,6 @@ class ContrastiveLoss(nn.Module):
         """Loss of one rank's batch. `logit_scale` is the learnable temperature as the model applies it (clamped and
         exponentiated, e.g. `DCCLIPOutput.logit_scale`), so its gradient reaches the model's parameter."""
         features = gather_features(image_embeds, text_embeds, text_image_index, text_language)
-        return bilingual_contrastive_loss(features, logit_scale, self.num_languages, self.local_loss)
+        return bilingual_contrastive_loss(
+            features, logit_scale, self.num_languages, self.local_loss, self.image_to_text_negatives
+        )
