@@ -146,8 +146,8 @@ def test_push_never_overwrites_a_hand_written_readme(trained_folder, results_jso
 REPORT_USAGE = """
 import json
 with torch.no_grad():
-    image_embedding = model.get_image_features(inputs["pixel_values"])
-    text_embedding = model.get_text_features(inputs["input_ids"], inputs["attention_mask"])
+    image_embedding = model.get_image_features(inputs["pixel_values"]).pooler_output
+    text_embedding = model.get_text_features(inputs["input_ids"], inputs["attention_mask"]).pooler_output
 json.dump({"probs": probs.tolist(), "english": english, "chinese": chinese, "texts": texts,
            "image_embedding": image_embedding.tolist(), "text_embedding": text_embedding.tolist(),
            "model_module": type(model).__module__}, open("usage.json", "w"), ensure_ascii=False)
@@ -180,8 +180,8 @@ def test_the_cards_usage_snippet_runs_against_the_hub_without_this_project(
     batch = tiny_processor(text=usage["texts"], images=[Image.open(user_dir / "cat.jpg")], return_tensors="pt",
                            padding=True)
     with torch.no_grad():
-        image = model.get_image_features(batch["pixel_values"])
-        text = model.get_text_features(batch["input_ids"], batch["attention_mask"])
+        image = model.get_image_features(batch["pixel_values"]).pooler_output
+        text = model.get_text_features(batch["input_ids"], batch["attention_mask"]).pooler_output
         probs = model(**batch).logits_per_image.softmax(dim=-1)
     assert (torch.tensor(usage["image_embedding"]) - image).abs().max() < 1e-5
     assert (torch.tensor(usage["text_embedding"]) - text).abs().max() < 1e-5
