@@ -12,8 +12,10 @@ import pytest
 import torch
 from PIL import Image
 
+from evaluation.results import write_results
 from hub.folder_check import FolderCheckError
 from hub.push import main
+from modeling_dcclip import DCCLIPConfig, DCCLIPModel, DCCLIPProcessor, make_image_processor
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REPO_ID = "org/dc-clip-tiny"
@@ -85,6 +87,22 @@ def test_dry_run_lists_what_a_push_then_sends_and_changes_nothing(
     received = in_process_hub.repos[REPO_ID].files("main")
     assert sorted(received) == listed
     assert received["README.md"].decode().strip() == card_text.strip()
+
+
+@pytest.mark.parametrize("preset", DCCLIPConfig.preset_names())
+def test_dry_run_accepts_the_saved_folder_of_every_preset(preset, tiny_tokenizer, make_results, tmp_path,
+                                                          in_process_hub, capsys):
+    # The edge presets with the tiny tokenizer's vocabulary: same towers, a smaller embedding matrix.
+    config = DCCLIPConfig.from_preset(preset, vocab_size=len(tiny_tokenizer))
+    folder = tmp_path / preset
+    DCCLIPModel(config).save_pretrained(folder)
+    processor = DCCLIPProcessor(image_processor=make_image_processor(config.image_size), tokenizer=tiny_tokenizer)
+    processor.save_pretrained(folder)
+    results = write_results(make_results(folder), tmp_path / "results.json")
+
+    assert main(push_args(folder, results, "--dry_run")) == 0
+    assert re.search(r"^  model\.safetensors  \d+ bytes", capsys.readouterr().out, re.MULTILINE)
+    assert in_process_hub.requests == []
 
 
 def documented_hf_upload_line() -> list[str]:
