@@ -16,6 +16,8 @@ from pathlib import Path
 from huggingface_hub.utils import DEFAULT_IGNORE_PATTERNS, filter_repo_objects
 from safetensors import safe_open
 
+from modeling_dcclip.configuration_dcclip import MINIMUM_TRANSFORMERS_VERSION_KEY
+
 # Training by-products the Trainer leaves in its output folder; they never go to the Hub. `training_args.bin` and the
 # checkpoints are pickles (optimizer state, TrainingArguments), `runs/` holds TensorBoard logs.
 TRAINING_BY_PRODUCTS = ["training_args.bin", "checkpoint-*/", "runs/"]
@@ -100,6 +102,10 @@ def check_model_folder(folder: str | Path, require_card: bool = True) -> FolderR
     config = _read_json(folder, "config.json", files, problems)
     if config is not None:
         _check_auto_map(folder, "config.json", config, REQUIRED_MODEL_AUTO_CLASSES, files, problems)
+        if MINIMUM_TRANSFORMERS_VERSION_KEY not in config:
+            problems.append(f"config.json has no {MINIMUM_TRANSFORMERS_VERSION_KEY!r}: it was saved by an older DC-CLIP, "
+                            f"whose remote code needs transformers 5 and does not say so; re-save the model with "
+                            f"DCCLIPModel.from_pretrained(folder).save_pretrained(folder)")
     processor_config = _read_json(folder, "processor_config.json", files, problems)
     if processor_config is not None:
         _check_auto_map(folder, "processor_config.json", processor_config, ("AutoProcessor",), files, problems)

@@ -72,6 +72,8 @@ def shrink_text_vocab_in_config(folder):
     (remove("processing_dcclip.py"), "processor_config.json auto_map['AutoProcessor']"),
     (rename_model_class, "modeling_dcclip.py defines no class DCCLIPModel"),
     (edit_json("config.json", lambda c: c.pop("auto_map")), "config.json has no 'auto_map'"),
+    (edit_json("config.json", lambda c: c.pop("minimum_transformers_version")),
+     "config.json has no 'minimum_transformers_version': it was saved by an older DC-CLIP"),
     (edit_json("config.json", lambda c: c["auto_map"].pop("AutoModelForZeroShotImageClassification")),
      "auto_map lacks 'AutoModelForZeroShotImageClassification'"),
     (remove("model.safetensors"), "model.safetensors (or model.safetensors.index.json) is missing"),
