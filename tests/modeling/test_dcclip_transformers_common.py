@@ -78,7 +78,8 @@ def _download_common_tests(package_dir: Path) -> None:
 
 
 def import_transformers_common_tests() -> tuple[ModuleType, ModuleType]:
-    """`(test_modeling_common, test_configuration_common)` of the installed transformers version."""
+    """`(test_modeling_common, test_configuration_common)` of the installed transformers version; `RuntimeError` when
+    pip cannot fetch them."""
     package_dir = COMMON_TESTS_CACHE / COMMON_TESTS_PACKAGE
     if not package_dir.is_dir():
         COMMON_TESTS_CACHE.mkdir(parents=True, exist_ok=True)
@@ -89,7 +90,19 @@ def import_transformers_common_tests() -> tuple[ModuleType, ModuleType]:
             importlib.import_module(f"{COMMON_TESTS_PACKAGE}.test_configuration_common"))
 
 
-modeling_common, configuration_common = import_transformers_common_tests()
+try:
+    modeling_common, configuration_common = import_transformers_common_tests()
+    FETCH_ERROR = None
+except RuntimeError as error:  # one test below fails with pip's message; the rest of the suite still runs
+    modeling_common = configuration_common = None
+    FETCH_ERROR = str(error)
+
+not_fetched = unittest.skipIf(FETCH_ERROR is not None, "transformers' common tests could not be fetched: see "
+                                                       "test_transformers_common_tests_are_fetched")
+
+
+def test_transformers_common_tests_are_fetched():
+    assert FETCH_ERROR is None, FETCH_ERROR
 
 
 @dataclass
@@ -138,7 +151,7 @@ class DCCLIPModelTester:
         return self.get_config(), {**self.text_inputs(), **self.image_inputs(), "return_loss": True}
 
 
-class DCCLIPCommonTests(modeling_common.ModelTesterMixin):
+class DCCLIPCommonTests(getattr(modeling_common, "ModelTesterMixin", object)):
     """The mixin's settings and skips for a dual-tower student, as transformers' `CLIPModelTest` has them."""
 
     preset: str
@@ -174,6 +187,7 @@ class DCCLIPCommonTests(modeling_common.ModelTesterMixin):
         pass
 
 
+@not_fetched
 class TestTinyStudentPassesTransformersCommonTests(DCCLIPCommonTests, unittest.TestCase):
     """ConvNeXt-V2 image tower + XLM-R text tower."""
 
@@ -186,6 +200,7 @@ class TestTinyStudentPassesTransformersCommonTests(DCCLIPCommonTests, unittest.T
         pass
 
 
+@not_fetched
 class TestTinyVitStudentPassesTransformersCommonTests(DCCLIPCommonTests, unittest.TestCase):
     """ViT image tower + BERT text tower."""
 
