@@ -47,15 +47,19 @@ def _download_common_tests(package_dir: Path) -> None:
     """Fetch the source distribution of the installed transformers with pip; keep the test files and add stand-ins."""
     version = transformers.__version__
     with tempfile.TemporaryDirectory(dir=package_dir.parent) as work:
-        result = subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--disable-pip-version-check",
-             "--dest", work, f"transformers=={version}"],
-            capture_output=True, text=True, timeout=900,
-        )
-        if result.returncode != 0:
+        try:
+            result = subprocess.run(
+                [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+                 "--disable-pip-version-check", "--dest", work, f"transformers=={version}"],
+                capture_output=True, text=True, timeout=900,
+            )
+            pip_said = result.stderr[-3000:] if result.returncode != 0 else None
+        except subprocess.TimeoutExpired:
+            pip_said = "(no answer within 900 s)"
+        if pip_said is not None:
             raise RuntimeError(
                 f"could not download the source distribution of transformers {version} from the package registry (is "
-                f"it reachable?); it holds the common model tests this module runs. pip said:\n{result.stderr[-3000:]}"
+                f"it reachable?); it holds the common model tests this module runs. pip said:\n{pip_said}"
             )
         staging = Path(work) / COMMON_TESTS_PACKAGE
         staging.mkdir()
