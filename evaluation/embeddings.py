@@ -1,8 +1,9 @@
 """L2-normalised image and text embeddings from any CLIP-like model with ``get_image_features`` / ``get_text_features``.
 
-Our ``DCCLIPModel`` returns projected embeddings as plain tensors; transformers' ``AltCLIPModel`` (the teacher) returns a
-``BaseModelOutputWithPooling`` whose ``pooler_output`` is the projected embedding. Both go through the same code here,
-each with its own processor, so teacher and student see the same images and prompts.
+Our ``DCCLIPModel`` and transformers' ``AltCLIPModel`` (the teacher) return a ``BaseModelOutputWithPooling`` whose
+``pooler_output`` is the projected embedding; the ONNX export's ``OnnxCLIPModel`` returns the tensor itself.
+``as_embedding`` takes either, so all go through the same code here, each with its own processor, and teacher and
+student see the same images and prompts.
 """
 
 from __future__ import annotations

@@ -16,6 +16,8 @@ from pathlib import Path
 from huggingface_hub.utils import DEFAULT_IGNORE_PATTERNS, filter_repo_objects
 from safetensors import safe_open
 
+from modeling_dcclip.configuration_dcclip import MINIMUM_TRANSFORMERS_VERSION_KEY
+
 # Training by-products the Trainer leaves in its output folder; they never go to the Hub. `training_args.bin` and the
 # checkpoints are pickles (optimizer state, TrainingArguments), `runs/` holds TensorBoard logs.
 TRAINING_BY_PRODUCTS = ["training_args.bin", "checkpoint-*/", "runs/"]
@@ -100,6 +102,10 @@ def check_model_folder(folder: str | Path, require_card: bool = True) -> FolderR
     config = _read_json(folder, "config.json", files, problems)
     if config is not None:
         _check_auto_map(folder, "config.json", config, REQUIRED_MODEL_AUTO_CLASSES, files, problems)
+        if MINIMUM_TRANSFORMERS_VERSION_KEY not in config:
+            problems.append(f"config.json has no {MINIMUM_TRANSFORMERS_VERSION_KEY!r}: it was saved by an older DC-CLIP, "
+                            f"whose remote code needs transformers 5 and does not say so; re-save the model with "
+                            f"DCCLIPModel.from_pretrained(folder).save_pretrained(folder)")
     processor_config = _read_json(folder, "processor_config.json", files, problems)
     if processor_config is not None:
         _check_auto_map(folder, "processor_config.json", processor_config, ("AutoProcessor",), files, problems)
@@ -195,9 +201,9 @@ def _tower_of(name: str) -> str:
 def _check_weights_match_model(folder: Path, tensors: dict[str, tuple[list[int], str]],
                                problems: list[str]) -> dict[str, int]:
     """Build the model the config describes on the meta device (no memory, no weights) and compare its state dict
-    with the stored tensors: a missing tensor would be randomly initialised on load, an extra one silently dropped.
-    Returns the parameter count of each tower as the model defines it (stored buffers such as BatchNorm statistics
-    are not parameters)."""
+    with the stored tensors, named as loading names them: a missing tensor would be randomly initialised on load, an
+    extra one silently dropped. Returns the parameter count of each tower as the model defines it (stored buffers
+    such as BatchNorm statistics are not parameters)."""
     import torch
 
     from modeling_dcclip import DCCLIPConfig, DCCLIPModel
@@ -210,18 +216,43 @@ def _check_weights_match_model(folder: Path, tensors: dict[str, tuple[list[int],
         problems.append(f"config.json does not build a DCCLIPModel: {error}")
         return {}
     expected = {name: list(value.shape) for name, value in model.state_dict().items()}
-    for label, names in (("missing from the weights", sorted(set(expected) - set(tensors))),
-                         ("in the weights but not in the model config.json describes", sorted(set(tensors) - set(expected)))):
+    stored_names, converted = _names_after_loading(model, tensors)
+    loaded = set(stored_names)
+    extra = sorted(stored_names[name] for name in loaded - set(expected))  # named as the file stores them
+    for label, names in (("missing from the weights", sorted(set(expected) - loaded)),
+                         ("in the weights but not in the model config.json describes", extra)):
         if names:
             problems.append(f"{len(names)} tensor(s) {label}: {', '.join(names[:5])}{' ...' if len(names) > 5 else ''}")
-    for name in sorted(set(expected) & set(tensors)):
-        if expected[name] != tensors[name][0]:
-            problems.append(f"tensor {name} has shape {tensors[name][0]} in the weights but {expected[name]} in the "
+    for name in sorted(set(expected) & loaded - converted):
+        shape = tensors[stored_names[name]][0]
+        if expected[name] != shape:
+            problems.append(f"tensor {name} has shape {shape} in the weights but {expected[name]} in the "
                             f"model config.json describes")
     counts = {tower: 0 for tower in (*TOWER_PREFIXES, "other")}
     for name, parameter in model.named_parameters():
         counts[_tower_of(name)] += parameter.numel()
     return counts
+
+
+def _names_after_loading(model, tensors: dict[str, tuple[list[int], str]]) -> tuple[dict[str, str], set[str]]:
+    """Map each stored tensor to the name `from_pretrained` gives it, with the key renaming transformers applies on
+    load (transformers 5 saves some towers in their original layout, e.g. ViT's `encoder.layer.0.attention.attention.
+    query`, and loads them as `layers.0.attention.q_proj`). Returns {name after loading: stored name} and the names a
+    weight converter produces, whose tensors loading reshapes (merged or split), so their stored shapes differ."""
+    from transformers.conversion_mapping import get_model_conversion_mapping
+    from transformers.core_model_loading import WeightConverter, WeightRenaming, rename_source_key
+
+    transforms = get_model_conversion_mapping(model)
+    renamings = [transform for transform in transforms if isinstance(transform, WeightRenaming)]
+    converters = [transform for transform in transforms if isinstance(transform, WeightConverter)]
+    model_names = model.state_dict()
+    stored_names, converted = {}, set()
+    for stored in tensors:
+        name, converter = rename_source_key(stored, renamings, converters, model.base_model_prefix, model_names)
+        stored_names[name] = stored
+        if converter is not None:
+            converted.add(name)
+    return stored_names, converted
 
 
 def _tower_sizes(tensors: dict[str, tuple[list[int], str]], parameters: dict[str, int]) -> dict[str, TowerSize]:

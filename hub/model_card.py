@@ -16,6 +16,7 @@ from pathlib import Path
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from dcclip.evaluation.results import EvaluationResults, ModelInfo, ScoreEntry
+from modeling_dcclip.configuration_dcclip import MINIMUM_TRANSFORMERS_VERSION_KEY
 
 from .folder_check import FolderReport
 from dcclip.trainers.records import TrainingRecord
@@ -142,6 +143,7 @@ def build_model_card(inputs: CardInputs) -> ModelCard:
         vision_type=config.get("vision_config", {}).get("model_type", "(unknown)"),
         text_type=config.get("text_config", {}).get("model_type", "(unknown)"),
         projection_dim=config.get("projection_dim"),
+        minimum_transformers_version=config[MINIMUM_TRANSFORMERS_VERSION_KEY],  # the folder check requires it
         evaluated_at=inputs.results.created_at,
         zero_shot_table=zero_shot_table(inputs),
         retrieval_table=retrieval_table(inputs),

@@ -1,6 +1,7 @@
 """Configuration of the DC-CLIP student: any transformers vision backbone + any text encoder + two projections.
 
-This file travels to the Hub as remote code, so it imports only torch/transformers.
+This file travels to the Hub as remote code, so it imports only torch/transformers. It loads under transformers 5 (the
+primary target) and under transformers 4.57 or later, which many Hub users still have.
 """
 
 from __future__ import annotations
@@ -8,9 +9,29 @@ from __future__ import annotations
 import copy
 from typing import Any, Literal
 
-from transformers import AutoConfig, PreTrainedConfig
-from transformers.configuration_utils import SubConfigSpec
+from transformers import AutoConfig
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+from transformers.utils.versions import require_version
+
+try:  # transformers 5: configs are dataclasses whose sub-configs are declared with SubConfigSpec
+    from transformers import PreTrainedConfig
+    from transformers.configuration_utils import SubConfigSpec
+
+    ON_TRANSFORMERS_4 = False
+except ImportError:  # transformers 4: configs set their fields and build their sub-configs in __init__
+    from transformers import PretrainedConfig as PreTrainedConfig
+
+    ON_TRANSFORMERS_4 = True
+
+# The oldest transformers these remote-code files load under (tests/modeling/test_dcclip_transformers_4.py runs 4.57).
+# config.json and the model card state it; an older transformers stops here with this message.
+MINIMUM_TRANSFORMERS_VERSION = "4.57.0"
+MINIMUM_TRANSFORMERS_VERSION_KEY = "minimum_transformers_version"  # its key in config.json
+require_version(
+    f"transformers>={MINIMUM_TRANSFORMERS_VERSION}",
+    f"DC-CLIP models need transformers >= {MINIMUM_TRANSFORMERS_VERSION}: "
+    f"pip install -U 'transformers>={MINIMUM_TRANSFORMERS_VERSION}'",
+)
 
 VisionPooling = Literal["pooler", "cls", "mean"]
 TextPooling = Literal["cls", "mean", "pooler"]
@@ -102,6 +123,17 @@ _PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+# Tower built when a config leaves it out (transformers' defaults for that model type).
+_DEFAULT_TOWER_MODEL_TYPES = {"vision_config": "convnextv2", "text_config": "xlm-roberta"}
+
+
+def _build_tower_config(value: PreTrainedConfig | dict | None, default_model_type: str) -> PreTrainedConfig:
+    """A tower's config object from a config, a dict with `model_type`, or `None` (transformers 4 path)."""
+    if isinstance(value, PreTrainedConfig):
+        return value
+    return AutoConfig.for_model(**{"model_type": default_model_type, **(value or {})})
+
+
 def _check_tower_config(field: str, value: Any) -> None:
     """Fail early, naming the field, when a tower config cannot be resolved to a transformers config class."""
     if value is None or isinstance(value, PreTrainedConfig):
@@ -147,10 +179,6 @@ class DCCLIPConfig(PreTrainedConfig):
     """
 
     model_type = "dcclip"
-    sub_configs_defaults = {
-        "vision_config": SubConfigSpec(config_class=AutoConfig, model_type="convnextv2"),
-        "text_config": SubConfigSpec(config_class=AutoConfig, model_type="xlm-roberta"),
-    }
 
     vision_config: PreTrainedConfig | dict | None = None
     text_config: PreTrainedConfig | dict | None = None
@@ -160,7 +188,31 @@ class DCCLIPConfig(PreTrainedConfig):
     vision_pooling: str = "pooler"
     text_pooling: str = "mean"
 
-    def __post_init__(self, **kwargs):
+    if not ON_TRANSFORMERS_4:
+        sub_configs_defaults = {
+            field: SubConfigSpec(config_class=AutoConfig, model_type=model_type)
+            for field, model_type in _DEFAULT_TOWER_MODEL_TYPES.items()
+        }
+
+        def __post_init__(self, **kwargs):
+            kwargs.pop(MINIMUM_TRANSFORMERS_VERSION_KEY, None)  # written by `to_dict`, not a setting
+            self._check_fields()
+            super().__post_init__(**kwargs)
+
+    else:
+        sub_configs = {field: AutoConfig for field in _DEFAULT_TOWER_MODEL_TYPES}
+
+        def __init__(self, **kwargs):
+            # What transformers 5 does from the field declarations and `sub_configs_defaults`.
+            kwargs.pop(MINIMUM_TRANSFORMERS_VERSION_KEY, None)
+            for field in DCCLIPConfig.__annotations__:  # the fields above; their class attributes are the defaults
+                setattr(self, field, kwargs.pop(field, getattr(DCCLIPConfig, field)))
+            self._check_fields()
+            for field, model_type in _DEFAULT_TOWER_MODEL_TYPES.items():
+                setattr(self, field, _build_tower_config(getattr(self, field), model_type))
+            super().__init__(**kwargs)
+
+    def _check_fields(self) -> None:
         _check_tower_config("vision_config", self.vision_config)
         _check_tower_config("text_config", self.text_config)
         if self.vision_pooling not in ("pooler", "cls", "mean"):
@@ -169,7 +221,10 @@ class DCCLIPConfig(PreTrainedConfig):
             raise ValueError(f"DCCLIPConfig.text_pooling must be 'cls', 'mean' or 'pooler', got {self.text_pooling!r}")
         if self.projection_dim <= 0:
             raise ValueError(f"DCCLIPConfig.projection_dim must be positive, got {self.projection_dim}")
-        super().__post_init__(**kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as `config.json` holds it, including the oldest transformers version that loads the model."""
+        return {**super().to_dict(), MINIMUM_TRANSFORMERS_VERSION_KEY: MINIMUM_TRANSFORMERS_VERSION}
 
     @classmethod
     def preset_names(cls) -> list[str]:
@@ -202,4 +257,4 @@ class DCCLIPConfig(PreTrainedConfig):
         return int(getattr(self.vision_config, "image_size", 224))
 
 
-__all__ = ["DCCLIPConfig"]
+__all__ = ["DCCLIPConfig", "MINIMUM_TRANSFORMERS_VERSION"]

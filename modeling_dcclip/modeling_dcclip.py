@@ -1,13 +1,14 @@
 """The DC-CLIP student model: an image tower and a text tower (any transformers backbones), projected into one space.
 
-This file travels to the Hub as remote code, so it imports only torch/transformers (and its sibling config file).
+This file travels to the Hub as remote code, so it imports only torch/transformers (and its sibling config file); it
+loads under transformers 5 and under transformers 4.57 or later.
 """
 
 from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Union
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +17,7 @@ from transformers import AutoModel, PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.models.auto.modeling_auto import MODEL_MAPPING
 from transformers.utils import ModelOutput
+from transformers.utils.generic import can_return_tuple
 
 from .configuration_dcclip import DCCLIPConfig
 
@@ -62,11 +64,26 @@ class DCCLIPOutput(ModelOutput):
         )
 
 
+# What `output_hidden_states` accepts: a flag, or (transformers 5 towers) the index or indices of the hidden states to
+# keep; the others come back as None.
+# `Union`, not `|`: this alias is evaluated at import, and transformers 4.57 still runs on Python 3.9.
+HiddenStatesSelection = Union[bool, int, list[int], None]
+
 _AUTO_MAP = {
     "AutoConfig": "configuration_dcclip.DCCLIPConfig",
     "AutoModel": "modeling_dcclip.DCCLIPModel",
     "AutoModelForZeroShotImageClassification": "modeling_dcclip.DCCLIPModel",
 }
+
+
+def _features_output(embeds: torch.Tensor, tower_outputs: ModelOutput) -> BaseModelOutputWithPooling:
+    """A tower's output with the projected embedding as `pooler_output`, as transformers 5's CLIP models return it."""
+    return BaseModelOutputWithPooling(
+        last_hidden_state=tower_outputs.last_hidden_state,
+        pooler_output=embeds,
+        hidden_states=tower_outputs.hidden_states,
+        attentions=getattr(tower_outputs, "attentions", None),  # CNN towers have none
+    )
 
 
 def _build_tower(config, use_pooler: bool) -> PreTrainedModel:
@@ -89,7 +106,8 @@ def _vision_width(config) -> int:
 class DCCLIPPreTrainedModel(PreTrainedModel):
     config_class = DCCLIPConfig
     base_model_prefix = "dcclip"
-    main_input_name = "pixel_values"
+    # The Trainer counts tokens seen and FLOPs from the main input, so it must be the text, not the pixels.
+    main_input_name = "input_ids"
     input_modalities = ("image", "text")
     supports_gradient_checkpointing = True
     # Filled from the towers' own `_no_split_modules` by transformers when a device map is computed.
@@ -182,41 +200,48 @@ class DCCLIPModel(DCCLIPPreTrainedModel):
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
 
-    def encode_image(self, pixel_values: torch.Tensor, output_hidden_states: bool = False) -> tuple[torch.Tensor, BaseModelOutputWithPooling]:
-        """Run the image tower: returns (projected embedding, raw tower output)."""
+    def encode_image(self, pixel_values: torch.Tensor, **tower_kwargs: Any) -> tuple[torch.Tensor, BaseModelOutputWithPooling]:
+        """Run the image tower: returns (projected embedding, raw tower output).
+
+        `tower_kwargs` (`output_hidden_states`, `output_attentions`, ...) go to the tower unchanged; left out, the
+        tower's config decides. transformers 5 towers also take a layer index or list of indices as
+        `output_hidden_states` (see `HiddenStatesSelection`).
+        """
         self._check_pixel_values(pixel_values)
-        outputs = self.vision_model(pixel_values=pixel_values, output_hidden_states=output_hidden_states, return_dict=True)
+        outputs = self.vision_model(pixel_values=pixel_values, return_dict=True, **tower_kwargs)
         return self.visual_projection(self._pool_image(outputs)), outputs
 
     def encode_text(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-        **text_kwargs: Any,
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **tower_kwargs: Any
     ) -> tuple[torch.Tensor, BaseModelOutputWithPooling]:
-        """Run the text tower: returns (projected embedding, raw tower output)."""
-        outputs = self.text_model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            output_hidden_states=output_hidden_states,
-            return_dict=True,
-            **text_kwargs,
-        )
+        """Run the text tower: returns (projected embedding, raw tower output); `tower_kwargs` as in `encode_image`."""
+        outputs = self.text_model(input_ids=input_ids, attention_mask=attention_mask, return_dict=True, **tower_kwargs)
         return self.text_projection(self._pool_text(outputs, attention_mask)), outputs
 
     # ----- public inference API -------------------------------------------------------------------------------
 
-    def get_image_features(self, pixel_values: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-        """Projected (not normalised) image embeddings, shape `(batch, projection_dim)`."""
-        return self.encode_image(pixel_values)[0]
+    @can_return_tuple
+    def get_image_features(self, pixel_values: torch.Tensor, **kwargs: Any) -> BaseModelOutputWithPooling:
+        """Image embeddings in transformers 5's layout: `pooler_output` is the projected, not normalised embedding
+        `(batch, projection_dim)`; `last_hidden_state`, `hidden_states` and `attentions` are the image tower's.
 
+        Keyword arguments (`output_hidden_states`, `output_attentions`, ...) go to the image tower; `return_dict=False`
+        gives a tuple. `as_embedding(output)` is the embedding tensor, `F.normalize(as_embedding(output), dim=-1)` the
+        unit-length one that `forward` returns as `image_embeds`.
+        """
+        image_embeds, outputs = self.encode_image(pixel_values, **kwargs)
+        return _features_output(image_embeds, outputs)
+
+    @can_return_tuple
     def get_text_features(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **text_kwargs: Any
-    ) -> torch.Tensor:
-        """Projected (not normalised) text embeddings, shape `(batch, projection_dim)`."""
-        return self.encode_text(input_ids, attention_mask, **text_kwargs)[0]
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs: Any
+    ) -> BaseModelOutputWithPooling:
+        """Text embeddings in transformers 5's layout, as `get_image_features` (other keyword arguments, such as
+        `token_type_ids` or `output_hidden_states`, go to the text tower)."""
+        text_embeds, outputs = self.encode_text(input_ids, attention_mask, **kwargs)
+        return _features_output(text_embeds, outputs)
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -224,14 +249,15 @@ class DCCLIPModel(DCCLIPPreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.LongTensor | None = None,
         return_loss: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
+        output_hidden_states: HiddenStatesSelection = None,
         **kwargs: Any,
-    ) -> DCCLIPOutput | tuple:
+    ) -> DCCLIPOutput:
         """Embed images and texts and score every image against every text, as CLIP does.
 
         With `return_loss=True` the i-th text must describe the i-th image, and the symmetric contrastive loss is
-        returned. `output_hidden_states=True` keeps each tower's intermediate feature maps (stage-1 distillation).
+        returned. `output_hidden_states=True` keeps each tower's intermediate feature maps (stage-1 distillation); a
+        layer index or list of indices keeps only those (transformers 5 towers). Other keyword arguments (e.g.
+        `output_attentions`) go to both towers; `return_dict=False` gives a tuple.
         """
         if input_ids is None or pixel_values is None:
             raise ValueError("DCCLIPModel.forward needs both input_ids and pixel_values; use get_text_features / get_image_features for one modality")
@@ -240,10 +266,12 @@ class DCCLIPModel(DCCLIPPreTrainedModel):
                 f"return_loss=True pairs the i-th text with the i-th image, but got {pixel_values.shape[0]} images "
                 f"and {input_ids.shape[0]} texts"
             )
-        output_hidden_states = bool(output_hidden_states)
+        # Only what the caller set goes to the towers: an explicit None would override the towers' own configs.
+        if output_hidden_states is not None:
+            kwargs["output_hidden_states"] = output_hidden_states
         text_kwargs = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
-        image_embeds, vision_outputs = self.encode_image(pixel_values, output_hidden_states)
-        text_embeds, text_outputs = self.encode_text(input_ids, attention_mask, output_hidden_states, **text_kwargs)
+        image_embeds, vision_outputs = self.encode_image(pixel_values, **kwargs)
+        text_embeds, text_outputs = self.encode_text(input_ids, attention_mask, **text_kwargs, **kwargs)
 
         image_embeds = F.normalize(image_embeds, dim=-1)
         text_embeds = F.normalize(text_embeds, dim=-1)
@@ -252,7 +280,7 @@ class DCCLIPModel(DCCLIPPreTrainedModel):
         logits_per_image = logits_per_text.t()
         loss = symmetric_clip_loss(logits_per_text) if return_loss else None
 
-        output = DCCLIPOutput(
+        return DCCLIPOutput(
             loss=loss,
             logit_scale=logit_scale,
             logits_per_image=logits_per_image,
@@ -262,7 +290,6 @@ class DCCLIPModel(DCCLIPPreTrainedModel):
             text_model_output=text_outputs,
             vision_model_output=vision_outputs,
         )
-        return output if return_dict is not False else output.to_tuple()
 
 
 __all__ = ["DCCLIPModel", "DCCLIPPreTrainedModel", "DCCLIPOutput"]

@@ -1,12 +1,15 @@
 """DCCLIPProcessor: the student's image processor and tokenizer behind one call, for Chinese and English text.
 
-This file travels to the Hub as remote code, so it imports only transformers.
+This file travels to the Hub as remote code, so it imports only transformers (and its sibling config file, which checks
+the transformers version); it loads under transformers 5 and under transformers 4.57 or later.
 """
 
 from __future__ import annotations
 
 from transformers import ProcessorMixin
 from transformers.utils import is_torchvision_available
+
+from .configuration_dcclip import ON_TRANSFORMERS_4
 
 
 class DCCLIPProcessor(ProcessorMixin):
@@ -16,6 +19,13 @@ class DCCLIPProcessor(ProcessorMixin):
     `processor(text=[...], images=[...], return_tensors="pt")` returns `input_ids`, `attention_mask` and
     `pixel_values`; either argument may be omitted. Text may be English, Chinese or mixed.
     """
+
+    if ON_TRANSFORMERS_4:
+        # transformers 4 finds a processor's parts through these class attributes; 5 reads them from `__init__` and
+        # calls the attributes deprecated.
+        attributes = ["image_processor", "tokenizer"]
+        image_processor_class = "AutoImageProcessor"
+        tokenizer_class = "AutoTokenizer"
 
     def __init__(self, image_processor=None, tokenizer=None, **kwargs):
         super().__init__(image_processor, tokenizer, **kwargs)

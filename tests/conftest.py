@@ -118,18 +118,19 @@ sys.path = [p for p in sys.path if p not in ("", {str(REPO_ROOT)!r})]
 """
 
 
-def _run_without_project(code: str, cwd: Path) -> "subprocess.CompletedProcess":
+def _run_without_project(code: str, cwd: Path, python: str | Path = sys.executable) -> "subprocess.CompletedProcess":
     import subprocess
 
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["HF_MODULES_CACHE"] = str(cwd / "hf_modules")
     return subprocess.run(
-        [sys.executable, "-c", BLOCK_PROJECT_IMPORTS + code], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+        [str(python), "-c", BLOCK_PROJECT_IMPORTS + code], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
     )
 
 
 @pytest.fixture
 def run_without_project():
-    """`run_without_project(code, cwd)`: run `code` in a fresh Python where this project cannot be imported
-    (only torch, transformers and other installed libraries), as a Hub user's machine would be."""
+    """`run_without_project(code, cwd, python=sys.executable)`: run `code` in a fresh Python where this project cannot be
+    imported (only torch, transformers and other installed libraries), as a Hub user's machine would be; `python`
+    picks another environment's interpreter."""
     return _run_without_project

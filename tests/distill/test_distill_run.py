@@ -44,7 +44,7 @@ def _check_run(output_dir: Path, losses: list[float], teacher_dir: Path) -> None
     assert record["stages"][0]["hyperparameters"]["image_layer_mapping"] == "1->2, 2->3"
     inputs = processor(text=["a red circle", "一个红色的圆形"], return_tensors="pt", padding=True)
     with torch.no_grad():
-        assert student.get_text_features(**inputs).shape == (2, student.config.projection_dim)
+        assert student.get_text_features(**inputs).pooler_output.shape == (2, student.config.projection_dim)
 
 
 @pytest.mark.integration

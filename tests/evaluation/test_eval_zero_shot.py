@@ -18,7 +18,7 @@ PROMPTS = ClassPrompts(["red circle", "blue square", "green triangle"], ["a phot
 
 @pytest.fixture(params=["dcclip", "altclip"])
 def model_and_processor(request, make_tiny_model, tiny_processor, tiny_altclip):
-    """Our student (get_*_features return tensors) and the AltCLIP teacher (they return model outputs)."""
+    """Our student and the AltCLIP teacher (both return `BaseModelOutputWithPooling` from get_*_features)."""
     if request.param == "dcclip":
         return make_tiny_model("tiny"), tiny_processor
     return tiny_altclip
@@ -31,8 +31,7 @@ def reference_class_embeddings(model, processor, prompts: ClassPrompts) -> torch
         encoded = processor(text=prompts.prompts_for(classname), return_tensors="pt", padding=True)
         with torch.no_grad():
             output = model.get_text_features(input_ids=encoded["input_ids"], attention_mask=encoded["attention_mask"])
-        embedding = output if isinstance(output, torch.Tensor) else output.pooler_output
-        rows.append(F.normalize(F.normalize(embedding, dim=-1).mean(dim=0), dim=0))
+        rows.append(F.normalize(F.normalize(output.pooler_output, dim=-1).mean(dim=0), dim=0))
     return torch.stack(rows)
 
 
@@ -56,7 +55,7 @@ def test_logits_are_scaled_cosine_similarities(model_and_processor, scene):
     encoded = processor(images=images, return_tensors="pt")
     with torch.no_grad():
         output = model.get_image_features(pixel_values=encoded["pixel_values"])
-    image_embeddings = F.normalize(output if isinstance(output, torch.Tensor) else output.pooler_output, dim=-1)
+    image_embeddings = F.normalize(output.pooler_output, dim=-1)
     expected = 100.0 * image_embeddings @ classifier.class_embeddings.T
     torch.testing.assert_close(classifier.logits(image_embeddings), expected)
     torch.testing.assert_close(classifier.classify(images), expected.softmax(dim=-1), atol=1e-5, rtol=1e-4)

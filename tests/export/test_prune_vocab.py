@@ -24,7 +24,7 @@ def loaded_student(saved_tiny_student):
 def _features(model, processor, texts):
     batch = processor(text=texts, return_tensors="pt", padding=True)
     with torch.no_grad():
-        return batch["input_ids"], model.get_text_features(batch["input_ids"], batch["attention_mask"])
+        return batch["input_ids"], model.get_text_features(batch["input_ids"], batch["attention_mask"]).pooler_output
 
 
 def test_pruning_keeps_the_embedding_row_of_every_kept_token(loaded_student):

@@ -72,6 +72,8 @@ def shrink_text_vocab_in_config(folder):
     (remove("processing_dcclip.py"), "processor_config.json auto_map['AutoProcessor']"),
     (rename_model_class, "modeling_dcclip.py defines no class DCCLIPModel"),
     (edit_json("config.json", lambda c: c.pop("auto_map")), "config.json has no 'auto_map'"),
+    (edit_json("config.json", lambda c: c.pop("minimum_transformers_version")),
+     "config.json has no 'minimum_transformers_version': it was saved by an older DC-CLIP"),
     (edit_json("config.json", lambda c: c["auto_map"].pop("AutoModelForZeroShotImageClassification")),
      "auto_map lacks 'AutoModelForZeroShotImageClassification'"),
     (remove("model.safetensors"), "model.safetensors (or model.safetensors.index.json) is missing"),
@@ -90,6 +92,22 @@ def test_a_missing_or_inconsistent_piece_is_named(trained_folder, breakage, name
     with pytest.raises(FolderCheckError) as error:
         check_model_folder(trained_folder)
     assert named_in_error in str(error.value)
+
+
+def test_stored_tensor_names_are_compared_as_loading_renames_them(make_tiny_model, tiny_processor, tmp_path):
+    # transformers 5 saves a ViT tower's tensors under their original names and renames them on load.
+    make_tiny_model("tiny-vit").save_pretrained(tmp_path)
+    tiny_processor.save_pretrained(tmp_path)
+    stored_query = "vision_model.encoder.layer.0.attention.attention.query.weight"
+    tensors = load_file(tmp_path / "model.safetensors")
+    assert stored_query in tensors
+    check_model_folder(tmp_path, require_card=False)
+
+    del tensors[stored_query]
+    save_file(tensors, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(FolderCheckError) as error:
+        check_model_folder(tmp_path, require_card=False)
+    assert error.value.problems == ["1 tensor(s) missing from the weights: vision_model.layers.0.attention.q_proj.weight"]
 
 
 def test_a_shrunk_config_vocabulary_is_also_caught_against_the_weights(trained_folder):

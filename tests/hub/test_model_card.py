@@ -58,6 +58,13 @@ def test_card_metadata_parses_back_with_languages_pipeline_teacher_and_model_ind
         assert result.metric_value == entry.score  # exact: the model-index carries results.json's own number
 
 
+def test_card_states_the_transformers_version_that_config_json_names(trained_folder, results_json):
+    minimum = json.loads((trained_folder / "config.json").read_text())["minimum_transformers_version"]
+    text = card_for(trained_folder, results_json)
+    assert f"it needs transformers {minimum} or later" in text
+    assert f'pip install torch pillow "transformers>={minimum}"' in text
+
+
 def test_every_number_in_the_score_tables_matches_results_json(trained_folder, results_json):
     text = card_for(trained_folder, results_json)
     results = read_results(results_json)

@@ -12,8 +12,10 @@ import pytest
 import torch
 from PIL import Image
 
+from dcclip.evaluation.results import write_results
 from dcclip.hub.folder_check import FolderCheckError
 from dcclip.hub.push import main
+from modeling_dcclip import DCCLIPConfig, DCCLIPModel, DCCLIPProcessor, make_image_processor
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REPO_ID = "org/dc-clip-tiny"
@@ -87,6 +89,22 @@ def test_dry_run_lists_what_a_push_then_sends_and_changes_nothing(
     assert received["README.md"].decode().strip() == card_text.strip()
 
 
+@pytest.mark.parametrize("preset", DCCLIPConfig.preset_names())
+def test_dry_run_accepts_the_saved_folder_of_every_preset(preset, tiny_tokenizer, make_results, tmp_path,
+                                                          in_process_hub, capsys):
+    # The edge presets with the tiny tokenizer's vocabulary: same towers, a smaller embedding matrix.
+    config = DCCLIPConfig.from_preset(preset, vocab_size=len(tiny_tokenizer))
+    folder = tmp_path / preset
+    DCCLIPModel(config).save_pretrained(folder)
+    processor = DCCLIPProcessor(image_processor=make_image_processor(config.image_size), tokenizer=tiny_tokenizer)
+    processor.save_pretrained(folder)
+    results = write_results(make_results(folder), tmp_path / "results.json")
+
+    assert main(push_args(folder, results, "--dry_run")) == 0
+    assert re.search(r"^  model\.safetensors  \d+ bytes", capsys.readouterr().out, re.MULTILINE)
+    assert in_process_hub.requests == []
+
+
 def documented_hf_upload_line() -> list[str]:
     """The `hf upload` command docs/hub.md gives as the upload step of `dcclip push`."""
     lines = [line for line in (REPO_ROOT / "docs" / "hub.md").read_text().splitlines() if line.startswith("hf upload ")]
@@ -146,8 +164,8 @@ def test_push_never_overwrites_a_hand_written_readme(trained_folder, results_jso
 REPORT_USAGE = """
 import json
 with torch.no_grad():
-    image_embedding = model.get_image_features(inputs["pixel_values"])
-    text_embedding = model.get_text_features(inputs["input_ids"], inputs["attention_mask"])
+    image_embedding = model.get_image_features(inputs["pixel_values"]).pooler_output
+    text_embedding = model.get_text_features(inputs["input_ids"], inputs["attention_mask"]).pooler_output
 json.dump({"probs": probs.tolist(), "english": english, "chinese": chinese, "texts": texts,
            "image_embedding": image_embedding.tolist(), "text_embedding": text_embedding.tolist(),
            "model_module": type(model).__module__}, open("usage.json", "w"), ensure_ascii=False)
@@ -180,8 +198,8 @@ def test_the_cards_usage_snippet_runs_against_the_hub_without_this_project(
     batch = tiny_processor(text=usage["texts"], images=[Image.open(user_dir / "cat.jpg")], return_tensors="pt",
                            padding=True)
     with torch.no_grad():
-        image = model.get_image_features(batch["pixel_values"])
-        text = model.get_text_features(batch["input_ids"], batch["attention_mask"])
+        image = model.get_image_features(batch["pixel_values"]).pooler_output
+        text = model.get_text_features(batch["input_ids"], batch["attention_mask"]).pooler_output
         probs = model(**batch).logits_per_image.softmax(dim=-1)
     assert (torch.tensor(usage["image_embedding"]) - image).abs().max() < 1e-5
     assert (torch.tensor(usage["text_embedding"]) - text).abs().max() < 1e-5

@@ -16,8 +16,8 @@ processor = AutoProcessor.from_pretrained("saved", trust_remote_code=True)
 images = [Image.open(f"img{i}.png") for i in range(3)]
 batch = processor(text=TEXTS, images=images, return_tensors="pt", padding=True)
 with torch.no_grad():
-    image = model.get_image_features(batch["pixel_values"])
-    text = model.get_text_features(batch["input_ids"], batch["attention_mask"])
+    image = model.get_image_features(batch["pixel_values"]).pooler_output
+    text = model.get_text_features(batch["input_ids"], batch["attention_mask"]).pooler_output
 assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
 json.dump({"image": image.tolist(), "text": text.tolist()}, open("remote.json", "w"))
 """
@@ -36,8 +36,8 @@ def test_saved_folder_gives_identical_embeddings_without_this_project(
         image.save(tmp_path / f"img{i}.png")
     batch = tiny_processor(text=TEXTS, images=random_images, return_tensors="pt", padding=True)
     with torch.no_grad():
-        image = model.get_image_features(batch["pixel_values"])
-        text = model.get_text_features(batch["input_ids"], batch["attention_mask"])
+        image = model.get_image_features(batch["pixel_values"]).pooler_output
+        text = model.get_text_features(batch["input_ids"], batch["attention_mask"]).pooler_output
 
     result = run_without_project(f"TEXTS = {TEXTS!r}\n" + CHECK_EMBEDDINGS, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]

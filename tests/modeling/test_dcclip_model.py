@@ -2,9 +2,11 @@
 
 import pytest
 import torch
-from transformers import AutoConfig, AutoModel
+import torch.nn.functional as F
+from transformers import AutoConfig, AutoModel, Trainer, TrainingArguments
+from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-from modeling_dcclip import DCCLIPConfig, DCCLIPModel
+from modeling_dcclip import DCCLIPConfig, DCCLIPModel, as_embedding
 
 
 def _inputs(processor, images, texts):
@@ -27,13 +29,60 @@ def test_forward_returns_clip_style_logits_and_normalised_embeddings(tiny_model,
     torch.testing.assert_close(out.loss, expected)
 
 
-def test_get_features_match_forward_embeddings(tiny_model, tiny_processor, random_images):
+def test_get_features_return_transformers_5_outputs_whose_normalised_pooler_output_is_forwards_embedding(
+    tiny_model, tiny_processor, random_images
+):
     batch = _inputs(tiny_processor, random_images, ["a red circle", "一张红色圆形的照片", "a cat"])
     out = tiny_model(**batch)
     image = tiny_model.get_image_features(batch["pixel_values"])
     text = tiny_model.get_text_features(batch["input_ids"], batch["attention_mask"])
-    torch.testing.assert_close(torch.nn.functional.normalize(image, dim=-1), out.image_embeds)
-    torch.testing.assert_close(torch.nn.functional.normalize(text, dim=-1), out.text_embeds)
+    for features, tower_output in ((image, out.vision_model_output), (text, out.text_model_output)):
+        assert isinstance(features, BaseModelOutputWithPooling)  # code written for transformers 5's CLIP reads it
+        assert features.pooler_output.shape == (3, tiny_model.config.projection_dim)
+        torch.testing.assert_close(features.last_hidden_state, tower_output.last_hidden_state)
+        assert as_embedding(features) is features.pooler_output  # the documented way to the embedding tensor
+    torch.testing.assert_close(F.normalize(as_embedding(image), dim=-1), out.image_embeds)
+    torch.testing.assert_close(F.normalize(as_embedding(text), dim=-1), out.text_embeds)
+
+
+def test_get_features_pass_their_keyword_arguments_to_the_tower(make_tiny_model, tiny_processor, random_images):
+    model = make_tiny_model("tiny-vit")
+    model.set_attn_implementation("eager")  # SDPA computes no attention weights
+    batch = _inputs(tiny_processor, random_images, ["a red circle", "一张红色圆形的照片", "a cat"])
+    image = model.get_image_features(batch["pixel_values"], output_hidden_states=True, output_attentions=True)
+    text = model.get_text_features(batch["input_ids"], batch["attention_mask"], output_hidden_states=True)
+    assert len(image.hidden_states) == model.config.vision_config.num_hidden_layers + 1
+    assert len(image.attentions) == model.config.vision_config.num_hidden_layers
+    assert len(text.hidden_states) == model.config.text_config.num_hidden_layers + 1
+    assert model.get_text_features(batch["input_ids"], batch["attention_mask"]).hidden_states is None
+    as_tuple = model.get_image_features(batch["pixel_values"], return_dict=False)
+    assert isinstance(as_tuple, tuple)
+    torch.testing.assert_close(as_tuple[1], image.pooler_output)
+
+
+def test_output_hidden_states_with_layer_indices_keeps_only_those_layers(make_tiny_model, tiny_processor, random_images):
+    model = make_tiny_model("tiny-vit")  # ViT and BERT towers select layers by index (transformers 5)
+    batch = _inputs(tiny_processor, random_images, ["a", "b", "c"])
+    every_layer = model(**batch, output_hidden_states=True)
+    first_layer = model(**batch, output_hidden_states=[0])
+    for selected, full in ((first_layer.text_model_output, every_layer.text_model_output),
+                           (first_layer.vision_model_output, every_layer.vision_model_output)):
+        assert len(selected.hidden_states) == len(full.hidden_states)
+        torch.testing.assert_close(selected.hidden_states[0], full.hidden_states[0])
+        assert all(hidden is None for hidden in selected.hidden_states[1:])
+
+
+@pytest.mark.parametrize("preset", ["tiny", "tiny-vit"])
+def test_the_trainer_counts_text_tokens_not_pixels(make_tiny_model, tiny_processor, random_images, tmp_path, preset):
+    model = make_tiny_model(preset)
+    batch = {**_inputs(tiny_processor, random_images, ["a red circle", "一张红色圆形的照片", "a cat"]), "return_loss": True}
+    args = TrainingArguments(output_dir=str(tmp_path), max_steps=1, per_device_train_batch_size=3, use_cpu=True,
+                             include_num_input_tokens_seen="all", report_to=[], save_strategy="no")
+    trainer = Trainer(model=model, args=args, train_dataset=[0, 1, 2], data_collator=lambda _: batch)
+    trainer.train()
+    tokens = batch["input_ids"].numel()
+    assert trainer.state.num_input_tokens_seen == tokens
+    assert trainer.state.total_flos == 6 * tokens * model.num_parameters(exclude_embeddings=True)
 
 
 def test_hidden_states_are_returned_for_both_towers_when_asked(tiny_model, tiny_processor, random_images):
@@ -50,7 +99,8 @@ def test_text_mean_pooling_ignores_padding(make_tiny_model, tiny_tokenizer):
     alone = tiny_tokenizer(["a cat"], return_tensors="pt")
     padded = tiny_tokenizer(["a cat", "a photo of a blue square on the left"], return_tensors="pt", padding=True)
     torch.testing.assert_close(
-        model.get_text_features(**alone)[0], model.get_text_features(**padded)[0], atol=1e-5, rtol=1e-5
+        model.get_text_features(**alone).pooler_output[0], model.get_text_features(**padded).pooler_output[0],
+        atol=1e-5, rtol=1e-5,
     )
 
 
@@ -67,7 +117,7 @@ def test_cnn_towers_of_several_families_build_and_embed(vision):
         projection_dim=8,
     )
     model = DCCLIPModel(config).eval()
-    features = model.get_image_features(torch.randn(2, 3, 32, 32))
+    features = model.get_image_features(torch.randn(2, 3, 32, 32)).pooler_output
     assert features.shape == (2, 8)
     assert torch.isfinite(features).all()
 

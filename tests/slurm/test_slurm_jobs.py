@@ -115,7 +115,7 @@ def test_distill_job_exits_0_and_leaves_a_loadable_student(distill_run):
     output_dir = distill_run["output_dir"]
     _assert_ran_on_two_ranks(distill_run["log"], output_dir / f"checkpoint-{MAX_STEPS}")
     student = DCCLIPModel.from_pretrained(output_dir / "final")
-    assert student.get_image_features(torch.zeros(1, 3, 32, 32)).shape == (1, student.config.projection_dim)
+    assert student.get_image_features(torch.zeros(1, 3, 32, 32)).pooler_output.shape == (1, student.config.projection_dim)
 
 
 def test_align_job_exits_0_and_leaves_a_loadable_student(
@@ -133,7 +133,7 @@ def test_align_job_exits_0_and_leaves_a_loadable_student(
     assert job.time_limit == "00:15:00"
     _assert_ran_on_two_ranks(_log(tmp_path, "align", job_id), output_dir / f"checkpoint-{MAX_STEPS}")
     student = DCCLIPModel.from_pretrained(output_dir / "final")
-    assert student.get_image_features(torch.zeros(1, 3, 32, 32)).shape == (1, student.config.projection_dim)
+    assert student.get_image_features(torch.zeros(1, 3, 32, 32)).pooler_output.shape == (1, student.config.projection_dim)
 
 
 def test_teacher_cache_job_exits_0_and_leaves_a_readable_cache(slurm_cluster, job_environment, stage_inputs, tmp_path):
