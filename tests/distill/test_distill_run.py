@@ -16,6 +16,7 @@ import torch
 from safetensors import safe_open
 from transformers import AltCLIPModel, AutoModel, AutoProcessor
 
+from dcclip.trainers.callbacks.finite_training import NonFiniteTrainingError
 from dcclip.trainers.distill import run as run_distill
 from dcclip.trainers.teacher.model import teacher_weights_digest
 
@@ -103,6 +104,15 @@ def test_checkpoints_keep_adapters_and_a_mid_epoch_resume_ends_with_the_uninterr
     assert expected.keys() == actual.keys()
     differences = {name: (actual[name] - expected[name]).abs().max().item() for name in expected}
     assert max(differences.values()) <= 1e-6, sorted(differences.items(), key=lambda item: -item[1])[:5]
+
+
+def test_a_non_finite_loss_stops_the_run_naming_the_loss_parts_and_saves_nothing_of_that_step(stage1, tmp_path):
+    # a learning rate of 1e30 blows the weights up in the first update: step 2's loss is not finite
+    flags = ("--learning_rate", "1e30", "--warmup_steps", "0", "--save_strategy", "steps", "--save_steps", "1")
+    with pytest.raises(NonFiniteTrainingError, match=r"the training loss of step 2 is (nan|inf) \(.*image_feature"):
+        run_distill(stage1.argv(tmp_path / "diverged", *flags))
+    assert sorted(path.name for path in (tmp_path / "diverged").glob("checkpoint-*")) == ["checkpoint-1"]
+    assert not (tmp_path / "diverged" / "final").exists()
 
 
 @pytest.mark.parametrize("target", ["embeddings", "logits"])
