@@ -16,6 +16,8 @@ from pathlib import Path
 from huggingface_hub.utils import DEFAULT_IGNORE_PATTERNS, filter_repo_objects
 from safetensors import safe_open
 
+from dcclip.trainers.callbacks.finite_training import all_finite
+
 # Training by-products the Trainer leaves in its output folder; they never go to the Hub. `training_args.bin` and the
 # checkpoints are pickles (optimizer state, TrainingArguments), `runs/` holds TensorBoard logs.
 TRAINING_BY_PRODUCTS = ["training_args.bin", "checkpoint-*/", "runs/"]
@@ -198,8 +200,8 @@ def non_finite_tensors(path: str | Path) -> dict[str, int]:
     with safe_open(path, framework="pt") as weights:
         for key in weights.keys():
             tensor = weights.get_tensor(key)
-            if tensor.is_floating_point() and (bad := int((~torch.isfinite(tensor)).sum())):
-                counts[key] = bad
+            if not all_finite(tensor):
+                counts[key] = int((~torch.isfinite(tensor)).sum())
     return counts
 
 
