@@ -9,15 +9,12 @@ message naming the step and the tensors at fault, and its last complete checkpoi
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 
 import torch
 import torch.distributed as dist
 from torch import nn
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
-
-logger = logging.getLogger(__name__)
 
 _ADVICE = ("Nothing from this step was saved; resume from the last complete checkpoint (--resume_from_checkpoint auto) "
            "with a lower learning rate or bf16 instead of fp16, or check the data.")  # fmt: skip
