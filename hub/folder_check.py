@@ -16,6 +16,7 @@ from pathlib import Path
 from huggingface_hub.utils import DEFAULT_IGNORE_PATTERNS, filter_repo_objects
 from safetensors import safe_open
 
+from dcclip.trainers.callbacks.finite_training import all_finite
 from modeling_dcclip.configuration_dcclip import MINIMUM_TRANSFORMERS_VERSION_KEY
 
 # Training by-products the Trainer leaves in its output folder; they never go to the Hub. `training_args.bin` and the
@@ -114,6 +115,7 @@ def check_model_folder(folder: str | Path, require_card: bool = True) -> FolderR
                             "missing: the image preprocessing is not saved")
     _check_remote_code_imports(folder, files, problems)
     tensors = _read_weight_shapes(folder, files, problems)
+    _check_finite_weights(folder, files, problems)
     parameters = _check_weights_match_model(folder, tensors, problems) if config is not None and tensors else {}
     towers = _tower_sizes(tensors, parameters)
     vocab_size = _check_tokenizer(folder, files, config, problems)
@@ -192,6 +194,37 @@ def _read_weight_shapes(folder: Path, files: set[str], problems: list[str]) -> d
         except Exception as error:  # safetensors raises its own error types for a corrupt header
             problems.append(f"{shard} is not a readable safetensors file: {error}")
     return tensors
+
+
+def non_finite_tensors(path: str | Path) -> dict[str, int]:
+    """Tensor name -> count of NaN or infinite values, for each floating-point tensor of a safetensors file that holds
+    any (read one tensor at a time, so a file larger than memory can be checked)."""
+    import torch
+
+    counts: dict[str, int] = {}
+    with safe_open(path, framework="pt") as weights:
+        for key in weights.keys():
+            tensor = weights.get_tensor(key)
+            if not all_finite(tensor):
+                counts[key] = int((~torch.isfinite(tensor)).sum())
+    return counts
+
+
+def _check_finite_weights(folder: Path, files: set[str], problems: list[str]) -> None:
+    """Every uploaded safetensors file must hold finite values only: NaN or infinite weights load without a warning
+    and turn every output of the model into NaN."""
+    for name in sorted(f for f in files if f.endswith(".safetensors")):
+        try:
+            bad = non_finite_tensors(folder / name)
+        except Exception as error:  # safetensors raises its own error types for a corrupt file
+            unreadable = f"{name} is not a readable safetensors file: {error}"
+            if unreadable not in problems:  # the shape check may have reported it already
+                problems.append(unreadable)
+            continue
+        if bad:
+            listed = ", ".join(f"{key} ({count} values)" for key, count in list(bad.items())[:5])
+            problems.append(f"{name}: {len(bad)} tensor(s) hold NaN or infinite values: {listed}"
+                            f"{' ...' if len(bad) > 5 else ''}; a model with non-finite weights outputs NaN")
 
 
 def _tower_of(name: str) -> str:

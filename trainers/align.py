@@ -31,6 +31,7 @@ from dcclip.trainers.arguments import (
     parse_config_and_overrides,
 )
 from dcclip.trainers.callbacks.checkpoints import CheckpointCompletionCallback, resolve_resume_checkpoint
+from dcclip.trainers.callbacks.sample_draws import SampleDrawSeeds
 from dcclip.trainers.callbacks.zero_shot import ZeroShotEvaluationCallback
 from dcclip.trainers.data import DataSpec, ImageTextCollator, SampleQualityCallback, load_image_text_data
 from dcclip.trainers.records import DataSource, TrainingStage, record_student_stage, stage_hyperparameters
@@ -76,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         teacher_shares_tokenizer=teacher is not None and shares_tokenizer(processor.tokenizer, teacher.tokenizer),
     )
 
-    callbacks = [CheckpointCompletionCallback(), SampleQualityCallback(train.quality_reports)]
+    draws = SampleDrawSeeds.for_run(config)
+    callbacks = [CheckpointCompletionCallback(), draws, SampleQualityCallback(train.quality_reports)]
     if data_args.zero_shot_benchmark:
         callbacks.append(
             ZeroShotEvaluationCallback.from_benchmark(
@@ -87,8 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         model=model,
         args=config,
         teacher=teacher,
-        train_dataset=train.dataset,
-        eval_dataset=evaluation.dataset if evaluation else None,
+        train_dataset=draws.training_data(train.dataset),
+        eval_dataset=draws.evaluation_data(evaluation.dataset) if evaluation else None,
         data_collator=collator,
         processing_class=processor,
         callbacks=callbacks,

@@ -21,6 +21,7 @@ from modeling_dcclip import DCCLIPModel
 
 from dcclip.languages import LANGUAGES
 from dcclip.trainers.alignment_config import AlignmentConfig
+from dcclip.trainers.callbacks.finite_training import FiniteWeightsCheck, check_finite_loss
 from dcclip.trainers.losses.contrastive import ContrastiveLoss
 from dcclip.trainers.losses.distillation import embedding_distillation_loss
 from dcclip.trainers.teacher.model import DistillationTeacher
@@ -88,7 +89,8 @@ def alignment_parameter_groups(model: DCCLIPModel, args: AlignmentConfig) -> lis
 
 class AlignmentTrainer(Trainer):
     """Trains a `DCCLIPModel` with global-batch bilingual InfoNCE; logs `loss_en` / `loss_zh` beside `loss`, and the
-    temperature `logit_scale` (exponentiated).
+    temperature `logit_scale` (exponentiated). Stops on a non-finite training loss, and never saves non-finite weights
+    (`callbacks/finite_training.py`).
 
     Args:
         model: the student.
@@ -116,6 +118,7 @@ class AlignmentTrainer(Trainer):
         super().__init__(model=model, args=args, **kwargs)
         # compute_loss returns a per-micro-batch mean; the Trainer divides it by the accumulation steps
         self.loss_is_scaled_for_ga = False
+        self.add_callback(FiniteWeightsCheck())  # never save non-finite weights
         self.teacher = teacher
         if teacher is not None:
             # as in stage 1: sharded like the student under ZeRO-3, replicated otherwise
@@ -173,6 +176,8 @@ class AlignmentTrainer(Trainer):
             loss = loss + self.args.teacher_loss_weight * teacher_loss
             self._record(mode, "loss_teacher", teacher_loss.item(), sum(pairs))
         if mode == "train":
+            terms = {f"loss_{language}": value for language, value in zip(LANGUAGES, per_language, strict=True)}
+            check_finite_loss(loss, self.state.global_step + 1, terms)
             self._record(mode, "logit_scale", outputs.logit_scale.item())
         return (loss, outputs) if return_outputs else loss
 

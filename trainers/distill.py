@@ -32,6 +32,7 @@ from dcclip.trainers.arguments import (
     parse_config_and_overrides,
 )
 from dcclip.trainers.callbacks.checkpoints import CheckpointCompletionCallback, resolve_resume_checkpoint
+from dcclip.trainers.callbacks.sample_draws import SampleDrawSeeds
 from dcclip.trainers.data import DataSpec, SampleQualityCallback
 from dcclip.trainers.distillation_config import DistillationConfig
 from dcclip.trainers.distillation_setup import DistillationSetup, prepare_distillation, training_rows
@@ -73,15 +74,16 @@ def run(argv: list[str]) -> DistillationTrainer:
         return {f"{tower}:{name}": report for tower, data in towers if data is not None
                 for name, report in data.quality_reports().items()}  # fmt: skip
 
+    draws = SampleDrawSeeds.for_run(config)
     trainer = DistillationTrainer(
         model=model,
         args=config,
         plan=setup.plan,
         teacher=teacher,
-        train_dataset=training_rows(images, texts),
+        train_dataset=draws.training_data(training_rows(images, texts)),
         data_collator=setup.collator(),
         processing_class=setup.student.processor,
-        callbacks=[CheckpointCompletionCallback(), SampleQualityCallback(quality_reports)],
+        callbacks=[CheckpointCompletionCallback(), draws, SampleQualityCallback(quality_reports)],
     )
     trainer.train(resume_from_checkpoint=resolve_resume_checkpoint(config.resume_from_checkpoint, config.output_dir))
     final_dir = Path(config.output_dir) / FINAL_MODEL_DIR

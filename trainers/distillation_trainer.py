@@ -2,8 +2,9 @@
 distillation losses.
 
 The maths lives in `losses/distillation.py`, the adapters in `student/adapters.py`, the teacher in `teacher/`. The
-Trainer adds only what stage 1 needs: the loss (`compute_loss`), per-part loss logging (`log`), placing the teacher
-(sharded under ZeRO-3), and the export of the student alone (`save_model`); checkpoints keep the adapters.
+Trainer adds only what stage 1 needs: the loss (`compute_loss`, which stops training on a non-finite loss), per-part
+loss logging (`log`), placing the teacher (sharded under ZeRO-3), and the export of the student alone (`save_model`);
+checkpoints keep the adapters, and are never written with non-finite weights (`callbacks/finite_training.py`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 import torch
 from transformers import Trainer
 
+from dcclip.trainers.callbacks.finite_training import FiniteWeightsCheck, check_finite_loss
 from dcclip.trainers.callbacks.teacher_frozen import TeacherFrozenCheck
 from dcclip.trainers.distillation_config import DistillationConfig
 from dcclip.trainers.losses.distillation import distillation_loss_parts
@@ -47,6 +49,7 @@ class DistillationTrainer(Trainer):
         self.teacher = teacher
         self._loss_sums: dict[str, float] = {}
         self._loss_steps = 0
+        self.add_callback(FiniteWeightsCheck())
         if teacher is not None:
             teacher.place(self.accelerator.state.deepspeed_plugin if self.is_deepspeed_enabled else None, self.args.device)
             self.add_callback(TeacherFrozenCheck(teacher, args.output_dir))
@@ -73,6 +76,7 @@ class DistillationTrainer(Trainer):
         )  # fmt: skip
         loss = torch.stack(list(parts.values())).sum()
         if model.training:
+            check_finite_loss(loss, self.state.global_step + 1, parts)
             for name, value in parts.items():
                 self._loss_sums[name] = self._loss_sums.get(name, 0.0) + float(value.detach())
             self._loss_steps += 1

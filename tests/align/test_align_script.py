@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from transformers import AutoModel, AutoProcessor
 
 from modeling_dcclip import DCCLIPModel
@@ -89,6 +90,38 @@ def test_python_run_from_a_preset_lowers_the_loss_and_saves_a_loadable_folder(
 def test_a_preset_needs_a_tokenizer(scenes, eval_pairs_spec, tmp_path):
     with pytest.raises(ValueError, match="--student_preset needs --tokenizer"):
         main(["--student_preset", "tiny", "--use_cpu", "true", *_run_flags(scenes, eval_pairs_spec, tmp_path)])
+
+
+def _streamed(spec_path: Path) -> Path:
+    """The same data spec, read as a stream (a `datasets.IterableDataset`)."""
+    from dcclip.trainers.data import DataSpec
+
+    spec = DataSpec.from_file(spec_path)
+    spec.streaming = True
+    return spec.save(spec_path.with_name("streamed_" + spec_path.name))
+
+
+# map-style data with 0 and 2 DataLoader workers; streamed webdataset shards, resumed within their first pass
+@pytest.mark.parametrize(("data", "workers"), [("imagefolder", "0"), ("imagefolder", "2"), ("streamed", "2")])
+def test_a_run_resumed_mid_epoch_ends_with_the_uninterrupted_weights(data, workers, scenes, student_dir, tmp_path):
+    # 64 pairs in batches of 8: checkpoint-3 is mid-epoch, and the map-style runs go on into epoch 2. Captions in one
+    # language drawn at random (`sample`) and the text tower's dropout are both random: a resume must replay both.
+    spec = scenes.train_spec_imagefolder if data == "imagefolder" else _streamed(scenes.train_spec_webdataset)
+
+    def run(output_dir: Path, *extra: str) -> Path:
+        flags = ["--student", str(student_dir), "--train_data", str(spec), "--output_dir", str(output_dir),
+                 "--max_steps", "12" if data == "imagefolder" else "6", "--per_device_train_batch_size", "8",
+                 "--learning_rate", "0.003", "--warmup_steps", "2", "--max_text_length", "32",
+                 "--bilingual_captions", "sample", "--save_strategy", "steps", "--save_steps", "3",
+                 "--dataloader_num_workers", workers, "--use_cpu", "true", "--report_to", "none"]  # fmt: skip
+        assert main([*flags, *extra]) == 0
+        return output_dir / FINAL_MODEL_DIR / "model.safetensors"
+
+    straight = load_file(run(tmp_path / "straight"))
+    resumed = load_file(run(tmp_path / "resumed", "--resume_from_checkpoint", str(tmp_path / "straight" / "checkpoint-3")))
+    assert straight.keys() == resumed.keys()
+    differences = {name: (resumed[name] - straight[name]).abs().max().item() for name in straight}
+    assert max(differences.values()) <= 1e-6, sorted(differences.items(), key=lambda item: -item[1])[:5]
 
 
 # ----- two processes ------------------------------------------------------------------------------------------------

@@ -6,10 +6,13 @@ import math
 
 import pytest
 import torch
+from transformers import TrainerCallback
 
+from dcclip.hub.folder_check import non_finite_tensors
 from dcclip.trainers.alignment_config import AlignmentConfig
 from dcclip.trainers.alignment_trainer import AlignmentTrainer, alignment_parameter_groups, lock_tower
 from dcclip.trainers.data import LANGUAGE_IDS, ImageTextCollator, load_image_text_data
+from dcclip.trainers.callbacks.finite_training import NonFiniteTrainingError
 from dcclip.trainers.callbacks.zero_shot import ZeroShotEvaluationCallback
 
 EN, ZH = LANGUAGE_IDS["en"], LANGUAGE_IDS["zh"]
@@ -263,3 +266,52 @@ def test_teacher_of_another_width_is_rejected(make_scenes_student, scenes_proces
             train_data,
             teacher=teacher,
         )
+
+
+# ----- non-finite loss and weights ----------------------------------------------------------------------------------
+
+
+def _saved_steps(output_dir) -> list[int]:
+    return sorted(int(path.name.split("-")[1]) for path in output_dir.glob("checkpoint-*"))
+
+
+def test_a_non_finite_loss_stops_training_before_its_step_is_saved(
+    make_scenes_student, scenes_processor, train_data, tmp_path
+):
+    # a learning rate of 1e30 makes the first update blow the weights up: the loss of step 2 is NaN
+    args = _config(tmp_path, learning_rate=1e30, warmup_steps=0, max_steps=6, save_strategy="steps", save_steps=1)
+    trainer = _trainer(make_scenes_student(), args, scenes_processor, train_data)
+    with pytest.raises(NonFiniteTrainingError, match=r"the training loss of step 2 is nan \(loss_en = nan"):
+        trainer.train()
+    output_dir = tmp_path / "run"
+    assert _saved_steps(output_dir) == [1]
+    assert not non_finite_tensors(output_dir / "checkpoint-1" / "model.safetensors")
+
+
+class _PoisonWeightAtStep(TrainerCallback):
+    """Turns one weight into NaN at the end of `step`, as a diverging update would, before the step's save."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if state.global_step == self.step:
+            with torch.no_grad():
+                model.text_projection.weight[0, 0] = float("nan")
+
+
+def test_non_finite_weights_are_never_saved(make_scenes_student, scenes_processor, train_data, tmp_path):
+    args = _config(tmp_path, max_steps=6, save_strategy="steps", save_steps=2)
+    trainer = _trainer(make_scenes_student(), args, scenes_processor, train_data, callbacks=[_PoisonWeightAtStep(4)])
+    with pytest.raises(NonFiniteTrainingError, match=r"1 weight tensor\(s\) hold NaN .* after step 4 .*text_projection"):
+        trainer.train()
+    assert _saved_steps(tmp_path / "run") == [2]
+
+
+def test_non_finite_weights_at_the_end_of_training_stop_before_the_final_save(
+    make_scenes_student, scenes_processor, train_data, tmp_path
+):
+    args = _config(tmp_path, max_steps=3)  # no checkpoints: the end of training is the only check
+    trainer = _trainer(make_scenes_student(), args, scenes_processor, train_data, callbacks=[_PoisonWeightAtStep(3)])
+    with pytest.raises(NonFiniteTrainingError, match="at the end of training, before the final save"):
+        trainer.train()

@@ -133,3 +133,16 @@ def test_every_problem_is_reported_at_once(trained_folder):
 
 def test_the_card_is_optional_before_it_is_written(trained_folder):
     assert "README.md" not in check_model_folder(trained_folder, require_card=False).upload_files
+
+
+def test_non_finite_weights_are_refused_naming_each_tensor_and_its_count(trained_folder):
+    write_card(trained_folder)
+    weights = load_file(trained_folder / "model.safetensors")
+    weights["text_projection.weight"][0, :3] = float("nan")
+    weights["logit_scale"].fill_(float("inf"))
+    save_file(weights, trained_folder / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(FolderCheckError) as error:
+        check_model_folder(trained_folder)
+    (problem,) = [p for p in error.value.problems if "NaN or infinite" in p]
+    assert problem.startswith("model.safetensors: 2 tensor(s) hold NaN or infinite values")
+    assert "logit_scale (1 values)" in problem and "text_projection.weight (3 values)" in problem

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import load_file, save_file
 
 from dcclip.evaluation.results import write_results
 from dcclip.hub.folder_check import FolderCheckError
@@ -209,3 +210,16 @@ def test_the_cards_usage_snippet_runs_against_the_hub_without_this_project(
     for key, labels in (("english", {"cat", "dog"}), ("chinese", {"猫", "狗"})):
         assert {r["label"] for r in usage[key]} == labels
         assert sum(r["score"] for r in usage[key]) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_dry_run_refuses_a_folder_with_nan_weights_naming_the_tensor(trained_folder, results_json):
+    weights = load_file(trained_folder / "model.safetensors")
+    weights["visual_projection.weight"].fill_(float("nan"))
+    save_file(weights, trained_folder / "model.safetensors", metadata={"format": "pt"})
+    dcclip = Path(sys.executable).with_name("dcclip")
+    result = subprocess.run([str(dcclip), "push", *push_args(trained_folder, results_json, "--dry_run")],
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode != 0
+    assert "visual_projection.weight" in result.stderr and "hold NaN or infinite values" in result.stderr
+    assert "files to upload" not in result.stdout
+    assert not (trained_folder / "README.md").exists()

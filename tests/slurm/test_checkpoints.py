@@ -1,12 +1,15 @@
-"""Kill-safe checkpoints: only checkpoints whose completion marker checks out are resumed from; a run SIGKILLed in the
-middle of a save resumes from the checkpoint before and ends with the weights of an uninterrupted run."""
+"""Kill-safe checkpoints: only checkpoints whose completion marker checks out (every file there, of its size and
+SHA-256) are resumed from; a run SIGKILLed in the middle of a save, or whose newest checkpoint was damaged later, resumes
+from the checkpoint before and ends with the weights of an uninterrupted run."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import logging
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -68,12 +71,50 @@ def test_newest_complete_checkpoint_is_found(run_copy):
     assert find_resume_checkpoint(run_copy) == str(run_copy / "checkpoint-8")
 
 
-def test_marker_lists_every_file_of_the_checkpoint_with_its_size(uninterrupted_run):
+def test_marker_lists_every_file_of_the_checkpoint_with_its_size_and_sha256(uninterrupted_run):
     folder = uninterrupted_run / "checkpoint-8"
-    listed = json.loads((folder / COMPLETION_MARKER).read_text())["files"]
-    on_disk = {p.name: p.stat().st_size for p in folder.iterdir() if p.name != COMPLETION_MARKER}
-    assert listed == on_disk
-    assert {"model.safetensors", "optimizer.pt", "scheduler.pt", "rng_state.pth", "trainer_state.json"} <= listed.keys()
+    marker = json.loads((folder / COMPLETION_MARKER).read_text())
+    on_disk = {
+        p.name: {"bytes": p.stat().st_size, "sha256": hashlib.sha256(p.read_bytes()).hexdigest()}
+        for p in folder.iterdir()
+        if p.name != COMPLETION_MARKER
+    }
+    assert marker == {"format": 2, "files": on_disk}
+    assert {"model.safetensors", "optimizer.pt", "scheduler.pt", "rng_state.pth", "trainer_state.json"} <= on_disk.keys()
+
+
+def _overwrite_second_half_with_noise(path: Path) -> None:
+    """Same-size damage: the safetensors header stays readable, half the tensor bytes become random."""
+    content = bytearray(path.read_bytes())
+    half = len(content) // 2
+    content[half:] = random.Random(0).randbytes(len(content) - half)
+    path.write_bytes(bytes(content))
+
+
+def test_checkpoint_overwritten_in_place_with_the_same_size_is_skipped(run_copy, caplog):
+    weights = run_copy / "checkpoint-8" / "model.safetensors"
+    size = weights.stat().st_size
+    _overwrite_second_half_with_noise(weights)
+    assert weights.stat().st_size == size
+    with caplog.at_level(logging.WARNING, logger="dcclip.trainers.callbacks.checkpoints"):
+        assert find_resume_checkpoint(run_copy) == str(run_copy / "checkpoint-4")
+    assert "model.safetensors has changed since the checkpoint was completed" in caplog.text
+
+
+def test_marker_of_sizes_only_is_still_accepted_with_a_warning(run_copy, caplog):
+    marker = run_copy / "checkpoint-8" / COMPLETION_MARKER
+    sizes = {name: entry["bytes"] for name, entry in json.loads(marker.read_text())["files"].items()}
+    marker.write_text(json.dumps({"files": sizes}))  # as written before content hashes
+    with caplog.at_level(logging.WARNING, logger="dcclip.trainers.callbacks.checkpoints"):
+        assert find_resume_checkpoint(run_copy) == str(run_copy / "checkpoint-8")
+    assert "sizes only" in caplog.text
+
+
+def test_unreadable_marker_is_skipped(run_copy, caplog):
+    (run_copy / "checkpoint-8" / COMPLETION_MARKER).write_text('{"files": {"trainer_state.json": {"bytes": 1}}}')
+    with caplog.at_level(logging.WARNING, logger="dcclip.trainers.callbacks.checkpoints"):
+        assert find_resume_checkpoint(run_copy) == str(run_copy / "checkpoint-4")
+    assert "unreadable checkpoint_complete.json entry for trainer_state.json" in caplog.text
 
 
 def test_checkpoint_without_marker_is_skipped(run_copy, caplog):
@@ -104,10 +145,25 @@ def test_no_complete_checkpoint_means_start_fresh(run_copy, tmp_path):
     assert resolve_resume_checkpoint(AUTO_RESUME, run_copy) is None
 
 
-def test_resolve_resume_checkpoint_passes_explicit_values_through(run_copy):
+def test_resolve_resume_checkpoint_passes_intact_explicit_values_through(run_copy):
     assert resolve_resume_checkpoint(AUTO_RESUME, run_copy) == str(run_copy / "checkpoint-8")
     assert resolve_resume_checkpoint(str(run_copy / "checkpoint-4"), run_copy) == str(run_copy / "checkpoint-4")
     assert resolve_resume_checkpoint(None, run_copy) is None
+
+
+def test_an_explicitly_named_damaged_checkpoint_is_refused_with_the_reason(run_copy):
+    _overwrite_second_half_with_noise(run_copy / "checkpoint-8" / "optimizer.pt")
+    with pytest.raises(ValueError, match=r"cannot resume from .*checkpoint-8: optimizer.pt has changed .*auto"):
+        resolve_resume_checkpoint(str(run_copy / "checkpoint-8"), run_copy)
+    with pytest.raises(ValueError, match="no such folder"):
+        resolve_resume_checkpoint(str(run_copy / "checkpoint-12"), run_copy)
+
+
+def test_an_explicitly_named_checkpoint_without_marker_is_taken_with_a_warning(run_copy, caplog):
+    (run_copy / "checkpoint-8" / COMPLETION_MARKER).unlink()
+    with caplog.at_level(logging.WARNING, logger="dcclip.trainers.callbacks.checkpoints"):
+        assert resolve_resume_checkpoint(str(run_copy / "checkpoint-8"), run_copy) == str(run_copy / "checkpoint-8")
+    assert "without checking it" in caplog.text
 
 
 def test_callback_drops_the_stale_marker_of_a_checkpoint_about_to_be_rewritten(run_copy):
@@ -137,4 +193,17 @@ def test_sigkill_during_a_save_resumes_from_the_previous_checkpoint_with_the_sam
     _train_in_process("--output_dir", str(output_dir), "--resume_from_checkpoint", AUTO_RESUME)
 
     assert find_resume_checkpoint(output_dir) == str(output_dir / "checkpoint-8")
+    assert_same_weights(output_dir, uninterrupted_run)
+
+
+def test_same_size_damage_to_the_newest_checkpoints_weights_resumes_from_the_one_before_with_the_same_result(
+    uninterrupted_run, tmp_path, assert_same_weights
+):
+    output_dir = Path(shutil.copytree(uninterrupted_run, tmp_path / "damaged"))
+    (output_dir / "model.safetensors").unlink()  # the final weights, so that the resumed run must write them anew
+    _overwrite_second_half_with_noise(output_dir / "checkpoint-8" / "model.safetensors")
+
+    _train_in_process("--output_dir", str(output_dir), "--resume_from_checkpoint", AUTO_RESUME)
+
+    assert find_resume_checkpoint(output_dir) == str(output_dir / "checkpoint-8")  # rewritten, intact
     assert_same_weights(output_dir, uninterrupted_run)

@@ -18,6 +18,7 @@ from typing import Literal
 import torch
 
 from dcclip.trainers.data.sample_quality import load_rgb_image
+from dcclip.trainers.data.sample_seeds import sample_randrange
 from dcclip.trainers.data.schema import CAPTION_COLUMNS, IMAGE_COLUMN, LANGUAGE_IDS, LANGUAGES
 
 # Any callable with the transformers processor signature: processor(text=..., images=..., return_tensors="pt", ...)
@@ -37,7 +38,7 @@ class ImageTextCollator:
         teacher_processor: the teacher's processor, for a live teacher (stage 1, or stage 2's teacher term): adds its
             pixel values, and its token ids unless ``teacher_shares_tokenizer``. None leaves teacher inputs out.
         bilingual: for an image with captions in both languages, ``"sample"`` keeps one caption in a language drawn at
-            random (each epoch sees a mix), ``"both"`` keeps one caption per language (stage 2's default: the image
+            random (each epoch sees a mix; draws as `sample_seeds` describes), ``"both"`` keeps one caption per language (stage 2's default: the image
             is embedded once and its captions are never negatives of each other).
         max_text_length: truncation length of both tokenizers; None uses each tokenizer's own maximum.
         teacher_shares_tokenizer: the teacher reads the student's token ids, so no teacher ids are added.
@@ -66,20 +67,19 @@ class ImageTextCollator:
     def _choose_captions(self, samples: Sequence[dict]) -> list[tuple[int, str, str]]:
         """(sample index, language, caption) for every text row of the batch, sample after sample, in LANGUAGES order.
 
-        Random draws use torch's generator, which DataLoader seeds differently in each worker and the Trainer seeds
-        from its `seed`, so the choice is reproducible without every worker drawing the same sequence.
+        Each sample's draws come from its own draw seed (`sample_seeds`: a function of the data seed, the epoch and
+        the sample's position), so they do not depend on the DataLoader worker, the batch or a resume.
         """
-
-        def pick(options: Sequence) -> object:
-            return options[int(torch.randint(len(options), ()))]
-
         rows = []
         for index, sample in enumerate(samples):
+            randrange = sample_randrange(sample)
             available = [language for language in LANGUAGES if sample[CAPTION_COLUMNS[language]]]
             if not available:
                 raise ValueError("a sample without captions reached the collator; load data with load_image_text_data")
-            chosen = available if self.bilingual == "both" else [pick(available)]
-            rows += [(index, language, pick(sample[CAPTION_COLUMNS[language]])) for language in chosen]
+            chosen = available if self.bilingual == "both" else [available[randrange(len(available))]]
+            for language in chosen:
+                captions = sample[CAPTION_COLUMNS[language]]
+                rows.append((index, language, captions[randrange(len(captions))]))
         return rows
 
     def _text_inputs(self, processor: Processor, texts: list[str]) -> dict[str, torch.Tensor]:
