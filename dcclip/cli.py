@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
-        print(f"dcclip: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
+        print(f"dcclip: unknown command {command!r}; the commands are {', '.join(COMMANDS)} (`dcclip --help`)",
+              file=sys.stderr)  # fmt: skip
         return USAGE_ERROR_STATUS
     module_name, function_name = COMMANDS[command].entry_point.split(":")
     function = getattr(importlib.import_module(module_name), function_name)

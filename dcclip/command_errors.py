@@ -21,9 +21,15 @@ USAGE_ERROR_STATUS = 2
 INTERRUPTED_STATUS = 130
 # DCCLIP_TRACEBACK=1 prints the traceback of expected failures too (for bug reports).
 TRACEBACK_VARIABLE = "DCCLIP_TRACEBACK"
-# Modules whose deliberate `raise ValueError(...)`/`KeyError(...)` are messages written for the user: the project's
-# own code (installed under `dcclip.`, the shipped model, and an entry script run as `__main__`).
-_PROJECT_MODULES = ("dcclip.", "modeling_dcclip.", "__main__")
+# Modules whose `ValueError`/`KeyError` are messages about the user's input: the project's own checks (installed under
+# `dcclip.`, the shipped model, an entry script run as `__main__`) and the loaders of models, processors and data
+# files, which reject a folder or file that is not what it should be ("Unrecognized model in runs/x").
+_INPUT_CHECKING_MODULES = (
+    "dcclip.", "modeling_dcclip", "__main__",
+    "transformers.configuration_utils", "transformers.models.auto.", "transformers.tokenization_utils",
+    "transformers.processing_utils", "transformers.image_processing_base", "transformers.feature_extraction_utils",
+    "huggingface_hub.utils._validators", "datasets.load", "datasets.data_files", "safetensors",
+)  # fmt: skip
 
 
 class CommandError(Exception):
@@ -39,13 +45,13 @@ class UsageError(CommandError, ValueError):
     exit_status = USAGE_ERROR_STATUS
 
 
-def _raised_by_project_code(traceback_: TracebackType | None) -> bool:
-    """Whether the innermost frame of `traceback_` runs the project's own code (its validation raised the error)."""
+def _raised_checking_input(traceback_: TracebackType | None) -> bool:
+    """Whether the innermost frame of `traceback_` is in a module whose errors are about the input (see above)."""
     last = None
     while traceback_ is not None:
         last, traceback_ = traceback_, traceback_.tb_next
     module = last.tb_frame.f_globals.get("__name__", "") if last is not None else ""
-    return module == "modeling_dcclip" or module.startswith(_PROJECT_MODULES)
+    return module.startswith(_INPUT_CHECKING_MODULES)
 
 
 def _one_line(text: str) -> str:
@@ -55,9 +61,10 @@ def _one_line(text: str) -> str:
 def expected_failure(error: BaseException) -> tuple[str, int] | None:
     """`(message, exit status)` when `error` is an expected failure of a command, `None` when it is a bug.
 
-    Expected: `CommandError` (and `UsageError`); file-system errors (missing, unreadable, a folder where a file was
-    expected, a folder that exists); files that do not parse (YAML, JSON, text that is not UTF-8); and `ValueError` /
-    `KeyError` raised by the project's own checks. The same types raised inside a library keep their traceback.
+    Expected: `CommandError` (and `UsageError`); file-system and network errors (missing, unreadable, a folder where
+    a file was expected, a folder that exists, a Hub that cannot be reached); files that do not parse (YAML, JSON,
+    text that is not UTF-8); and `ValueError` / `KeyError` raised by the project's own checks or by the loaders of
+    models and data files. The same types raised anywhere else keep their traceback.
     """
     import yaml  # light; YAML errors are input errors wherever a YAML file is read
 
@@ -69,7 +76,7 @@ def expected_failure(error: BaseException) -> tuple[str, int] | None:
         return _one_line(str(error)), INPUT_ERROR_STATUS
     if isinstance(error, (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError)):
         return _one_line(f"cannot parse the input ({type(error).__name__}): {error}"), INPUT_ERROR_STATUS
-    if isinstance(error, (ValueError, KeyError)) and _raised_by_project_code(error.__traceback__):
+    if isinstance(error, (ValueError, KeyError)) and _raised_checking_input(error.__traceback__):
         message = error.args[0] if isinstance(error, KeyError) and len(error.args) == 1 else error
         return _one_line(str(message)), INPUT_ERROR_STATUS
     return None

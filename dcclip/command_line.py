@@ -5,10 +5,12 @@ export, prune-vocab, push) accepts both, so one spelling works across all comman
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import textwrap
 from collections.abc import Sequence
 
+from dcclip.command_errors import UsageError
 from dcclip.commands import summary
 
 
@@ -60,7 +62,28 @@ class CommandParser(argparse.ArgumentParser):
         return spelled
 
 
+def positive_int(text: str) -> int:
+    """argparse `type` of a count: a whole number >= 1 (argparse then names the option in its message)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def report_written(command: str, what: str) -> None:
     """The closing line of a command that writes files, `dcclip <command>: wrote <what>`, on stderr (stdout carries
     the command's own output, JSON where a program reads it)."""
     print(f"dcclip {command}: wrote {what}", file=sys.stderr, flush=True)
+
+
+def check_model_location(value: str, option: str) -> None:
+    """Fail at once when a model or tokenizer given as a local folder (`runs/align/final`, `./teacher`, `/data/x`)
+    does not exist, instead of after the Hub client's retries and a message about the network. A Hub id is `name` or
+    `namespace/name`, so anything else that does not exist here cannot be found anywhere."""
+    if os.path.exists(value):
+        return
+    if value.startswith((".", "/", "~")) or value.count("/") > 1 or (os.sep != "/" and os.sep in value):
+        raise UsageError(f"{option} {value}: no such folder")

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from dcclip.command_errors import UsageError, run_command
-from dcclip.command_line import CommandParser, report_written
+from dcclip.command_line import CommandParser, check_model_location, positive_int, report_written
 from dcclip.languages import LANGUAGES
 
 logger = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def build_parser() -> CommandParser:
     run = parser.add_argument_group("run")
     run.add_argument("--languages", nargs="+", default=list(LANGUAGES), choices=LANGUAGES,
                      help="prompt and caption languages (default: en zh)")  # fmt: skip
-    run.add_argument("--batch_size", type=int, default=64, metavar="N",
+    run.add_argument("--batch_size", type=positive_int, default=64, metavar="N",
                      help="images or texts per forward pass; the scores do not depend on it (default: 64)")  # fmt: skip
     run.add_argument("--device", default="cpu", help="where to run the models: cpu, cuda, cuda:1, ... (default: cpu)")
     run.add_argument("--output_dir", type=Path, required=True, metavar="DIR",
@@ -114,8 +114,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give --teacher and/or --student")
     if not (args.benchmark or args.retrieval or args.elevater_root or args.tasks_file):
         parser.error("give at least one of --benchmark, --retrieval, --elevater_root, --tasks_file")
-    if args.batch_size < 1:
-        parser.error(f"--batch_size must be >= 1, got {args.batch_size}")
+    for option, value in [("--teacher", args.teacher), *(("--student", path) for path in args.student)]:
+        if value:
+            check_model_location(value, option)
     labels = model_names(args.teacher, args.student, args.name)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     # Imported once the arguments are checked, so that --help and a bad option answer without waiting for torch.

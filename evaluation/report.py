@@ -128,26 +128,29 @@ def render_markdown(results: EvaluationResults) -> str:
 
 
 def plot_scores(results: EvaluationResults, path: str | Path) -> Path:
-    """Dot plot of every model's score (%) per task, one panel per language, saved as PNG.
+    """`scores_figure` saved as PNG at `PLOT_DPI`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scores_figure(results).savefig(path, dpi=PLOT_DPI)
+    return path
+
+
+def scores_figure(results: EvaluationResults):
+    """Dot plot of every model's score (%) per task, one panel per language (a matplotlib `Figure`).
 
     Tasks are rows (named with their metric), models are dots with one colour per model in every panel (the teacher a
     black bar, the reference the students are read against), and the figure is sized to be read at 100% on a laptop
-    screen: about 1,100 px wide, 34 px per task.
+    screen: about 1,100 px wide for two languages, 34 px per task.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only; no display on servers
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: no display and no global figure state on servers
 
     languages = [language for language in LANGUAGES if any(language in t.languages for t in results.tasks)]
     languages += sorted({language for t in results.tasks for language in t.languages} - set(languages))
     models = [info.name for info in results.models]
     rows = np.arange(len(results.tasks))
     spread = min(0.6 / max(len(models), 1), 0.12)  # models' dots side by side within a task's row
-    figure, axes = plt.subplots(
-        1, len(languages), figsize=(1.5 + 4.8 * len(languages), 1.5 + 0.34 * len(results.tasks)), sharey=True,
-        squeeze=False, dpi=PLOT_DPI,
-    )  # fmt: skip
+    figure = Figure(figsize=(1.5 + 4.8 * len(languages), 1.5 + 0.34 * len(results.tasks)), dpi=PLOT_DPI)
+    axes = figure.subplots(1, len(languages), sharey=True, squeeze=False)
     students = [model for model in models if model != results.teacher]
     teacher_style = {"color": "black", "marker": "|", "s": 220, "linewidths": 2.5}
     styles = {model: {"color": _student_colour(i), "marker": "o", "s": 36, "edgecolors": "white", "linewidths": 0.5}
@@ -158,7 +161,8 @@ def plot_scores(results: EvaluationResults, path: str | Path) -> Path:
             scores = [100 * entry.score if entry else np.nan for entry in entries]
             offsets = rows + (index - (len(models) - 1) / 2) * spread
             style = styles.get(model, teacher_style)
-            panel.scatter(scores, offsets, label=_model_label(results, model), zorder=3, **style)
+            # clip_on=False: a score of 0% or 100% is drawn whole on the panel's edge
+            panel.scatter(scores, offsets, label=_model_label(results, model), zorder=3, clip_on=False, **style)
         panel.set_title(LANGUAGE_NAMES.get(language, language), fontsize=11)
         panel.set_xlim(0, 100)
         panel.set_xlabel("score (%)")
@@ -175,11 +179,7 @@ def plot_scores(results: EvaluationResults, path: str | Path) -> Path:
     figure.legend(handles, labels, loc="upper center", ncol=min(len(models), 4), frameon=False, fontsize=9)
     legend_rows = -(-len(models) // 4)
     figure.tight_layout(rect=(0, 0, 1, 1 - (0.25 + 0.22 * legend_rows) / figure.get_figheight()))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=PLOT_DPI)
-    plt.close(figure)
-    return path
+    return figure
 
 
 def _student_colour(index: int) -> tuple[float, ...]:

@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass, field
 
 from dcclip.command_errors import run_command
-from dcclip.command_line import report_written
+from dcclip.command_line import check_model_location, report_written
 from dcclip.option_help import parse_dataclass_arguments
 
 EPILOG = """example:
@@ -50,6 +50,7 @@ class ExportArguments:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `dcclip export`."""
     (args,) = parse_dataclass_arguments("export", [ExportArguments], argv, epilog=EPILOG)
+    check_model_location(args.model_name_or_path, "--model_name_or_path")
     # onnxscript and the quantizer log every graph pass at INFO; keep their warnings and this command's progress.
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("dcclip.export").setLevel(logging.INFO)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dcclip.command_errors import run_command
-from dcclip.command_line import report_written
+from dcclip.command_line import check_model_location, report_written
 from dcclip.option_help import parse_dataclass_arguments
 
 # torch and transformers are imported where they are used, so that `dcclip prune-vocab --help` answers at once.
@@ -255,6 +255,7 @@ Writes the pruned model, its processor and prune_report.json to --output_dir. Mo
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `dcclip prune-vocab`."""
     (args,) = parse_dataclass_arguments("prune-vocab", [PruneArguments], argv, epilog=EPILOG)
+    check_model_location(args.model_name_or_path, "--model_name_or_path")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from transformers import AutoModel, AutoProcessor
 

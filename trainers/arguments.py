@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import yaml
 
 from dcclip.command_errors import UsageError
+from dcclip.command_line import check_model_location
 from dcclip.languages import LANGUAGES
 from dcclip.option_help import wants_help
 
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
 FINAL_MODEL_DIR = "final"
 # CLIP's text context length: the default truncation of every caption in both stages
 DEFAULT_MAX_TEXT_LENGTH = 77
+# Options that name a model or tokenizer folder (or Hub id), checked before anything is loaded
+_MODEL_OPTIONS = ("student", "tokenizer", "teacher")
 
 
 @dataclass
@@ -222,6 +225,9 @@ def parse_config_and_overrides(dataclass_types: tuple, argv: list[str], command:
     for values in parsed:
         if isinstance(values, TrainingArguments):
             check_reporting_integrations(values)
+        for option in _MODEL_OPTIONS:
+            if getattr(values, option, None):
+                check_model_location(getattr(values, option), f"--{option}")
     return tuple(parsed)
 
 

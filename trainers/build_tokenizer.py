@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from dcclip.command_errors import UsageError, run_command
-from dcclip.command_line import CommandParser, report_written
+from dcclip.command_line import CommandParser, positive_int, report_written
 
 DESCRIPTION = """A SentencePiece unigram model wrapped as an XLMRobertaTokenizer (the class of AltCLIP's text tower), for
 running offline; the real pipeline uses the teacher's own tokenizer. Every character that must not map to <unk>
@@ -27,9 +27,9 @@ def build_parser() -> CommandParser:
     parser.add_argument("corpus", nargs="+", type=Path, metavar="CORPUS.txt",
                         help="UTF-8 text files, one Chinese or English sentence per line")  # fmt: skip
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder to save the tokenizer to")
-    parser.add_argument("--vocab_size", type=int, metavar="N", default=8000,
+    parser.add_argument("--vocab_size", type=positive_int, metavar="N", default=8000,
                         help="target SentencePiece vocabulary size, a soft limit (default: 8000)")  # fmt: skip
-    parser.add_argument("--max_length", type=int, metavar="N", default=64, help="default truncation length (default: 64)")
+    parser.add_argument("--max_length", type=positive_int, metavar="N", default=64, help="default truncation length (default: 64)")
     return parser
 
 

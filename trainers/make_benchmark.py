@@ -13,7 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from dcclip.command_errors import run_command
-from dcclip.command_line import CommandParser, report_written
+from dcclip.command_line import CommandParser, positive_int, report_written
 
 DESCRIPTION = """Prints the path of each part as JSON: train/ (imagefolder), train_shards/ (webdataset), eval/ and
 eval_unseen/ (zero-shot tasks, tasks.json), retrieval/, and the data specs train_imagefolder.yaml and
@@ -26,16 +26,18 @@ def build_parser() -> CommandParser:
         "make-benchmark", usage="dcclip make-benchmark OUT_DIR [--option value ...]", description=DESCRIPTION
     )
     parser.add_argument("out_dir", metavar="OUT_DIR", help="folder to write the benchmark into")
-    parser.add_argument("--seed", type=int, metavar="N", default=0, help="seed of every random choice (default: 0)")
-    parser.add_argument("--n_train", type=int, metavar="N", default=2000, help="training images (default: 2000)")
-    parser.add_argument("--n_eval", type=int, metavar="N", default=500,
-                        help="evaluation images; eval_unseen gets half as many (default: 500)")  # fmt: skip
-    parser.add_argument("--n_retrieval", type=int, metavar="N", default=200, help="retrieval images (default: 200)")
-    parser.add_argument("--image_size", type=int, metavar="N", default=64, help="side of the square images in px (default: 64)")
-    parser.add_argument("--captions_per_image", type=int, metavar="N", default=3,
-                        help="retrieval captions per image and language (default: 3)")  # fmt: skip
-    parser.add_argument("--shard_size", type=int, metavar="N", default=500, help="samples per webdataset shard (default: 500)")
-    parser.add_argument("--image_format", choices=("png", "jpeg"), default="png", help="(default: png)")
+    options = [
+        ("--seed", int, 0, "seed of every random choice"),
+        ("--n_train", positive_int, 2000, "training images"),
+        ("--n_eval", positive_int, 500, "evaluation images; eval_unseen gets half as many"),
+        ("--n_retrieval", positive_int, 200, "retrieval images"),
+        ("--image_size", positive_int, 64, "side of the square images in px"),
+        ("--captions_per_image", positive_int, 3, "retrieval captions per image and language"),
+        ("--shard_size", positive_int, 500, "samples per webdataset shard"),
+    ]
+    for flag, kind, default, help_text in options:
+        parser.add_argument(flag, type=kind, default=default, metavar="N", help=f"{help_text} (default: {default})")
+    parser.add_argument("--image_format", choices=("png", "jpeg"), default="png", help="image files (default: png)")
     return parser
 
 
