@@ -26,6 +26,7 @@ from dcclip.trainers.arguments import (
     AlignmentDataArguments,
     StudentArguments,
     check_launcher,
+    check_model_locations,
     parse_stage_arguments,
 )
 
@@ -58,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     student_args, data_args, config = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO if config.process_index == 0 else logging.WARNING)
     check_launcher(config)
+    check_model_locations(student_args, config)
     if not data_args.train_data:
         raise UsageError("--train_data (a data spec file) is required")
     if config.teacher_loss_weight > 0 and not config.teacher:

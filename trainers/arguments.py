@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 FINAL_MODEL_DIR = "final"
 # CLIP's text context length: the default truncation of every caption in both stages
 DEFAULT_MAX_TEXT_LENGTH = 77
-# Options that name a model or tokenizer folder (or Hub id), checked before anything is loaded
+# Options that name a model or tokenizer folder (or Hub id), checked before a run loads anything
 _MODEL_OPTIONS = ("student", "tokenizer", "teacher")
 
 
@@ -165,9 +165,15 @@ def _drop_local_rank(argv: list[str]) -> list[str]:
     return kept
 
 
+def get_available_reporting_integrations() -> list[str]:
+    """The loggers (`report_to` names) installed here, as transformers finds them (imported when asked: torch)."""
+    from transformers.integrations import get_available_reporting_integrations as installed
+
+    return installed()
+
+
 def check_reporting_integrations(args: TrainingArguments) -> None:
     """Fail at start-up when `report_to` names a logger that is not installed, instead of when the Trainer starts."""
-    from transformers.integrations import get_available_reporting_integrations
     from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
 
     wanted = [name for name in (args.report_to or []) if name not in ("none", "all")]
@@ -225,10 +231,17 @@ def parse_config_and_overrides(dataclass_types: tuple, argv: list[str], command:
     for values in parsed:
         if isinstance(values, TrainingArguments):
             check_reporting_integrations(values)
+    return tuple(parsed)
+
+
+def check_model_locations(*option_groups: object) -> None:
+    """Before a run loads anything: every model or tokenizer option (`--student`, `--tokenizer`, `--teacher`) given as
+    a local folder exists (`command_line.check_model_location`). Not part of parsing, so that a recipe that names
+    stage 1's output still parses before stage 1 has run."""
+    for values in option_groups:
         for option in _MODEL_OPTIONS:
             if getattr(values, option, None):
                 check_model_location(getattr(values, option), f"--{option}")
-    return tuple(parsed)
 
 
 def parse_stage_arguments(

@@ -19,7 +19,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from dcclip.command_errors import UsageError, run_command
-from dcclip.trainers.arguments import DistillationDataArguments, StudentArguments, parse_stage_arguments
+from dcclip.trainers.arguments import (
+    DistillationDataArguments,
+    StudentArguments,
+    check_model_locations,
+    parse_stage_arguments,
+)
 
 if TYPE_CHECKING:
     from dcclip.trainers.distillation_config import DistillationConfig
@@ -70,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     """`dcclip teacher-cache <stage-1 config> --teacher_cache_dir FOLDER [cache options]`."""
     student_args, data_args, config, cache_args = parse_args(list(sys.argv[1:] if argv is None else argv))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    check_model_locations(student_args, config)
     if not config.teacher_cache_dir:
         raise UsageError("teacher-cache needs --teacher_cache_dir (the folder to write)")
     folder = Path(config.teacher_cache_dir)

@@ -29,6 +29,7 @@ from dcclip.trainers.arguments import (
     DistillationDataArguments,
     StudentArguments,
     check_launcher,
+    check_model_locations,
     parse_stage_arguments,
 )
 
@@ -90,6 +91,7 @@ def run(argv: list[str]) -> DistillationTrainer:
     logging.basicConfig(level=logging.INFO if config.process_index == 0 else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
     check_launcher(config)
+    check_model_locations(student_args, config)
     setup = prepare_distillation(student_args, data_args, config)
     teacher = None if setup.cache is not None else setup.load_teacher()
     set_seed(config.seed)  # the student's initial weights depend on the seed alone, live teacher or cache
