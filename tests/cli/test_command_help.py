@@ -95,3 +95,21 @@ def test_dispatcher_lists_every_command_with_its_summary(capsys):
     listing = capsys.readouterr().out
     for name, command in COMMANDS.items():
         assert f"  {name:<16} {command.summary}" in listing
+
+
+def test_without_a_stored_description_the_stage_help_is_described_live_and_reads_the_same(monkeypatch, tmp_path):
+    from dcclip import stage_help
+    from dcclip.trainers import align
+
+    stored = stage_help.stage_help("align", align.option_classes, align.EXAMPLES).render()
+    monkeypatch.setattr(stage_help, "STORED_HELP", tmp_path / "absent.json")  # as under another transformers
+    assert stage_help._stored("align") is None
+    assert stage_help.stage_help("align", align.option_classes, align.EXAMPLES).render() == stored
+
+
+def test_export_help_states_the_default_opset():
+    from dcclip.export.onnx_export import DEFAULT_OPSET
+
+    text, _ = _help("export")
+    assert re.search(rf"--opset INT\s+ONNX opset version\. Default: the one torch's\s+exporter emits natively "
+                     rf"\({DEFAULT_OPSET}\)\.", text)
