@@ -47,6 +47,11 @@ CONFIG_ARGUMENT = OptionHelp(
 OptionClasses = Callable[[], Sequence[type]]
 
 
+def stage_usage(command: str) -> str:
+    """The usage line of a stage command."""
+    return f"dcclip {command} [CONFIG.yaml] [--option value ...]"
+
+
 def describe_stage_options(option_classes: Sequence[type]) -> tuple[list[OptionGroup], list[OptionHelp]]:
     """The stage's own options in their groups, and every `TrainingArguments` option (imports torch).
 
@@ -93,7 +98,7 @@ def stage_help(command: str, option_classes: OptionClasses, examples: str | None
     return CommandHelp(
         command,
         [OptionGroup("config file", [CONFIG_ARGUMENT]), *own, inherited],
-        usage=f"dcclip {command} [CONFIG.yaml] [--option value ...]",
+        usage=stage_usage(command),
         description=STAGE_DESCRIPTION,
         epilog=examples,
     )

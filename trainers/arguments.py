@@ -25,6 +25,7 @@ from dcclip.command_errors import UsageError
 from dcclip.command_line import check_model_location
 from dcclip.languages import LANGUAGES
 from dcclip.option_help import wants_help
+from dcclip.stage_help import stage_help, stage_usage
 
 if TYPE_CHECKING:
     from transformers import TrainingArguments
@@ -189,11 +190,6 @@ def check_reporting_integrations(args: TrainingArguments) -> None:
         )
 
 
-def stage_usage(command: str) -> str:
-    """The usage line of a stage command (`dcclip distill`, `dcclip align`, `dcclip teacher-cache`)."""
-    return f"dcclip {command} [CONFIG.yaml] [--option value ...]"
-
-
 def parse_config_and_overrides(dataclass_types: tuple, argv: list[str], command: str | None = None) -> tuple:
     """Parse `[config.yaml|config.json] [--flag value ...]` into instances of `dataclass_types`.
 
@@ -217,8 +213,8 @@ def parse_config_and_overrides(dataclass_types: tuple, argv: list[str], command:
     known = {action.dest for action in parser._actions}
     unknown = sorted(set(file_values) - known)
     if unknown:
-        raise UsageError(f"unknown key(s) in config file: {', '.join(unknown)} (`dcclip {command} --help` lists "
-                         "the options)" if command else f"unknown key(s) in config file: {', '.join(unknown)}")  # fmt: skip
+        hint = f" (`dcclip {command} --help` lists the options)" if command else ""
+        raise UsageError(f"unknown key(s) in config file: {', '.join(unknown)}{hint}")
     try:
         outputs = parser.parse_args_into_dataclasses(
             args=_to_flags(file_values) + list(argv), return_remaining_strings=True, look_for_args_file=False
@@ -251,8 +247,6 @@ def parse_stage_arguments(
     the option classes (they pull in torch); otherwise `option_classes()` are imported and parsed
     (`parse_config_and_overrides`)."""
     if wants_help(argv):
-        from dcclip.stage_help import stage_help
-
         print(stage_help(command, option_classes, examples).render())
         raise SystemExit(0)
     return parse_config_and_overrides(tuple(option_classes()), argv, command)
