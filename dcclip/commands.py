@@ -45,7 +45,8 @@ COMMANDS: dict[str, Command] = {
         "dcclip.export.cli:main", "Write a student's towers as ONNX (fp32 and int8), checked against PyTorch."
     ),
     "prune-vocab": Command(
-        "dcclip.export.prune_vocab:main", "Keep only the tokens a Chinese + English corpus uses, in tokenizer and model."
+        "dcclip.export.prune_vocab:main",
+        "Keep only the tokens a Chinese + English corpus uses, in tokenizer and model.",
     ),
     "push": Command("dcclip.hub.push:main", "Check a trained folder, write its model card and upload it to the Hub."),
 }

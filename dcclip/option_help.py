@@ -70,7 +70,8 @@ class CommandHelp:
         """The help text, wrapped to the terminal's width."""
         parser = CommandParser(self.command, usage=self.usage, description=self.description, epilog=self.epilog)
         for group in self.groups:
-            target = parser._optionals if group.title is None else parser.add_argument_group(group.title, group.description)
+            titled = group.title is not None
+            target = parser.add_argument_group(group.title, group.description) if titled else parser._optionals
             for option in group.options:
                 _add_for_help(target, option)
         return parser.format_help()

@@ -51,8 +51,10 @@ def build_parser() -> CommandParser:
         "parent's for final/ and checkpoint-N/ folders; a Hub id as it is); repeatable",
     )  # fmt: skip
     tasks = parser.add_argument_group("tasks (at least one)")
-    tasks.add_argument("--benchmark", type=Path, metavar="DIR",
-                       help="built-in benchmark folder (imagefolder + tasks.json, from `dcclip make-benchmark`)")  # fmt: skip
+    tasks.add_argument(
+        "--benchmark", type=Path, metavar="DIR",
+        help="built-in benchmark folder (imagefolder + tasks.json, from `dcclip make-benchmark`)",
+    )  # fmt: skip
     tasks.add_argument("--retrieval", type=Path, action="append", default=[], metavar="DIR",
                        help="retrieval imagefolder (captions_en, captions_zh lists); repeatable")  # fmt: skip
     tasks.add_argument("--elevater_root", type=Path, metavar="DIR",
@@ -123,7 +125,12 @@ def main(argv: list[str] | None = None) -> int:
     from dcclip.evaluation.model_loading import load_evaluated_model
     from dcclip.evaluation.prompts import default_catalog
     from dcclip.evaluation.report import build_report, write_report
-    from dcclip.evaluation.tasks import load_builtin_benchmark, load_elevater_task, load_retrieval_split, load_task_specs
+    from dcclip.evaluation.tasks import (
+        load_builtin_benchmark,
+        load_elevater_task,
+        load_retrieval_split,
+        load_task_specs,
+    )
 
     catalog = default_catalog({"en": args.prompts_en, "zh": args.prompts_zh})
     zero_shot_tasks = []

@@ -12,9 +12,9 @@ from pathlib import Path
 from dcclip.command_errors import UsageError, run_command
 from dcclip.command_line import CommandParser, positive_int, report_written
 
-DESCRIPTION = """A SentencePiece unigram model wrapped as an XLMRobertaTokenizer (the class of AltCLIP's text tower), for
-running offline; the real pipeline uses the teacher's own tokenizer. Every character that must not map to <unk>
-has to occur in the corpus."""
+DESCRIPTION = """A SentencePiece unigram model wrapped as an XLMRobertaTokenizer (the class of AltCLIP's text
+tower), for running offline; the real pipeline uses the teacher's own tokenizer. Every character that must not
+map to <unk> has to occur in the corpus."""
 
 
 def build_parser() -> CommandParser:
@@ -29,7 +29,8 @@ def build_parser() -> CommandParser:
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder to save the tokenizer to")
     parser.add_argument("--vocab_size", type=positive_int, metavar="N", default=8000,
                         help="target SentencePiece vocabulary size, a soft limit (default: 8000)")  # fmt: skip
-    parser.add_argument("--max_length", type=positive_int, metavar="N", default=64, help="default truncation length (default: 64)")
+    parser.add_argument("--max_length", type=positive_int, metavar="N", default=64,
+                        help="default truncation length (default: 64)")  # fmt: skip
     return parser
 
 

@@ -45,7 +45,7 @@ def benchmark_run(tmp_path_factory) -> tuple[Path, Path, Path]:
     student = DCCLIPModel(DCCLIPConfig.from_preset("tiny", vocab_size=len(tokenizer))).eval()
     student_processor = DCCLIPProcessor(image_processor=make_image_processor(32), tokenizer=tokenizer)
     folders = root / "teacher" / "final", root / "align" / "final"
-    for model, processor, folder in ((teacher, teacher_processor, folders[0]), (student, student_processor, folders[1])):
+    for model, processor, folder in zip((teacher, student), (teacher_processor, student_processor), folders):
         model.save_pretrained(folder)
         processor.save_pretrained(folder)
     return *folders, benchmark
@@ -102,7 +102,8 @@ def test_name_labels_a_model_in_every_report(benchmark_run, tmp_path, capsys):
         ("altclip", "teacher", str(teacher)),
         ("dc-clip", "student", str(student)),
     ]
-    assert "| Task | Metric | Lang | altclip (teacher) | dc-clip | dc-clip retention |" in (output / "results.md").read_text()
+    header = "| Task | Metric | Lang | altclip (teacher) | dc-clip | dc-clip retention |"
+    assert header in (output / "results.md").read_text()
     assert capsys.readouterr().err.rstrip("\n").splitlines()[-1] == (
         f"dcclip eval: wrote results.json, results.md, scores.png to {output}"
     )
