@@ -1,33 +1,40 @@
 """Zero-shot classification (ELEVATER metrics, English and Chinese prompts) and image-text retrieval for CLIP-like
-models, with teacher-vs-student reports. See ``docs/evaluation.md``."""
+models, with teacher-vs-student reports. See ``docs/evaluation.md``.
 
-from dcclip.evaluation.metrics import compute_classification_metrics
-from dcclip.evaluation.prompts import ClassPrompts, PromptCatalog, default_catalog
-from dcclip.evaluation.report import build_report, write_report
-from dcclip.evaluation.results import EvaluationResults, read_results, write_results
-from dcclip.evaluation.retrieval import evaluate_retrieval
-from dcclip.evaluation.scores import RetrievalScore, TaskScore, ZeroShotScore
-from dcclip.evaluation.task_evaluation import evaluate_task
-from dcclip.evaluation.tasks import RetrievalTask, ZeroShotTask
-from dcclip.evaluation.zero_shot import ZeroShotClassifier, evaluate_zero_shot
+The names below are imported on first use, so that importing one light submodule (``dcclip.evaluation.results``,
+the command line of ``dcclip eval``) does not import torch.
+"""
 
-__all__ = [
-    "ClassPrompts",
-    "EvaluationResults",
-    "PromptCatalog",
-    "RetrievalScore",
-    "RetrievalTask",
-    "TaskScore",
-    "ZeroShotClassifier",
-    "ZeroShotScore",
-    "ZeroShotTask",
-    "build_report",
-    "compute_classification_metrics",
-    "default_catalog",
-    "evaluate_retrieval",
-    "evaluate_task",
-    "evaluate_zero_shot",
-    "read_results",
-    "write_report",
-    "write_results",
-]
+from __future__ import annotations
+
+import importlib
+
+# public name -> the submodule that defines it
+_EXPORTS = {
+    "compute_classification_metrics": "metrics",
+    "ClassPrompts": "prompts",
+    "PromptCatalog": "prompts",
+    "default_catalog": "prompts",
+    "build_report": "report",
+    "write_report": "report",
+    "EvaluationResults": "results",
+    "read_results": "results",
+    "write_results": "results",
+    "evaluate_retrieval": "retrieval",
+    "RetrievalScore": "scores",
+    "TaskScore": "scores",
+    "ZeroShotScore": "scores",
+    "evaluate_task": "task_evaluation",
+    "RetrievalTask": "tasks",
+    "ZeroShotTask": "tasks",
+    "ZeroShotClassifier": "zero_shot",
+    "evaluate_zero_shot": "zero_shot",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)

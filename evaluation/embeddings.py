@@ -63,19 +63,27 @@ def embed_texts(model: torch.nn.Module, processor, texts: Sequence[str]) -> torc
 def embed_text_list(
     model: torch.nn.Module, processor, texts: Sequence[str], batch_size: int = 256, show_progress: bool = False
 ) -> torch.Tensor:
-    """:func:`embed_texts` over a long list, ``batch_size`` texts at a time; shape (N, D), in the order of ``texts``."""
+    """:func:`embed_texts` over a long list, ``batch_size`` texts at a time; shape (N, D), in the order of ``texts``.
+
+    Each distinct text is embedded once, so identical texts (a caption that two images share, a repeated prompt) get
+    bit-identical embeddings. Embedded in different batches they would differ in the last bits (the padded length
+    and the kernels change with the batch), and an exact tie between them, which retrieval resolves in favour of the
+    correct item, would be broken by that noise instead: the scores would change with ``batch_size``.
+    """
     if not texts:
         raise ValueError("no texts to embed")
+    distinct = list(dict.fromkeys(texts))
     # Batching texts of similar length keeps padding (wasted compute) small; the result is put back in input order.
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    batches = range(0, len(texts), batch_size)
+    order = sorted(range(len(distinct)), key=lambda i: len(distinct[i]))
+    batches = range(0, len(distinct), batch_size)
     chunks = [
-        embed_texts(model, processor, [texts[i] for i in order[start : start + batch_size]])
+        embed_texts(model, processor, [distinct[i] for i in order[start : start + batch_size]])
         for start in tqdm(batches, desc="text", unit="batch", disable=not show_progress, leave=False)
     ]
-    embeddings = chunks[0].new_empty((len(texts), chunks[0].shape[1]))
+    embeddings = chunks[0].new_empty((len(distinct), chunks[0].shape[1]))
     embeddings[torch.tensor(order, device=embeddings.device)] = torch.cat(chunks)
-    return embeddings
+    position = {text: index for index, text in enumerate(distinct)}
+    return embeddings[torch.tensor([position[text] for text in texts], device=embeddings.device)]
 
 
 def embed_image_dataset(

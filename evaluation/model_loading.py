@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +13,9 @@ from transformers.utils import cached_file
 
 import modeling_dcclip  # noqa: F401  (registers DCCLIP with AutoModel / AutoProcessor)
 from dcclip.evaluation.results import ModelInfo, Role
+
+# Folder names that say where a model sits in a run, not which model it is (`<output_dir>/final`, checkpoints).
+_GENERIC_FOLDER_NAMES = re.compile(r"final|checkpoint-\d+")
 
 
 @dataclass
@@ -60,6 +64,18 @@ def read_model_type(path_or_id: str) -> str:
     return model_type
 
 
+def default_model_name(path_or_id: str) -> str:
+    """A model's name in reports when none is given: a folder's name, with its parent's when the name only says where
+    the model sits in a run (`runs/align/final` -> `align/final`); a Hub id as it is."""
+    path = Path(path_or_id)
+    if not path.exists():
+        return path_or_id
+    path = path.resolve()
+    if _GENERIC_FOLDER_NAMES.fullmatch(path.name) and path.parent.name:
+        return f"{path.parent.name}/{path.name}"
+    return path.name
+
+
 def load_evaluated_model(
     path_or_id: str, role: Role, name: str | None = None, device: str | torch.device = "cpu"
 ) -> EvaluatedModel:
@@ -72,7 +88,7 @@ def load_evaluated_model(
     Args:
         path_or_id: a saved model folder or a Hub id.
         role: ``"teacher"`` or ``"student"``.
-        name: label in reports; defaults to the folder name / Hub id.
+        name: label in reports; defaults to `default_model_name(path_or_id)`.
         device: where to run it.
     """
     model_type = read_model_type(path_or_id)
@@ -80,9 +96,8 @@ def load_evaluated_model(
     model = AutoModel.from_pretrained(path_or_id)
     processor = AutoProcessor.from_pretrained(path_or_id)
     if not (hasattr(model, "get_image_features") and hasattr(model, "get_text_features")):
-        raise TypeError(
+        raise ValueError(
             f"{path_or_id}: {type(model).__name__} is not CLIP-like (needs get_image_features and get_text_features)"
         )
     model.to(device).eval()
-    label = name or (Path(path_or_id).name if Path(path_or_id).exists() else path_or_id)
-    return EvaluatedModel(label, str(path_or_id), role, model_type, model, processor)
+    return EvaluatedModel(name or default_model_name(path_or_id), str(path_or_id), role, model_type, model, processor)

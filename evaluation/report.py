@@ -24,6 +24,10 @@ from dcclip.evaluation.tasks import RetrievalTask, ZeroShotTask
 RESULTS_FILE = "results.json"
 MARKDOWN_FILE = "results.md"
 CHART_FILE = "scores.png"
+# The chart's pixels per inch: at 100 dpi its 10-point text is about 14 px high, readable at 100% zoom.
+PLOT_DPI = 100
+LANGUAGE_NAMES = {"en": "English", "zh": "Chinese"}
+_METRIC_NAMES = {"mean-per-class": "mean per-class accuracy", "mean_recall": "mean recall@1/5/10"}
 
 
 def build_report(
@@ -124,34 +128,67 @@ def render_markdown(results: EvaluationResults) -> str:
 
 
 def plot_scores(results: EvaluationResults, path: str | Path) -> Path:
-    """Grouped bar chart of every model's score per task and language, saved as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only; no display on servers
-    import matplotlib.pyplot as plt
-
-    groups = [(task.name, language) for task in results.tasks for language in task.languages]
-    models = [info.name for info in results.models]
-    width = 0.8 / max(len(models), 1)
-    positions = np.arange(len(groups))
-    figure, axes = plt.subplots(figsize=(max(6.0, 1.1 * len(groups) * max(len(models), 1) ** 0.5), 4.0))
-    for index, model in enumerate(models):
-        values = []
-        for task, language in groups:
-            entry = results.score(model, task, language)
-            values.append(100 * entry.score if entry else np.nan)
-        axes.bar(positions + (index - (len(models) - 1) / 2) * width, values, width, label=_model_label(results, model))
-    axes.set_xticks(positions, [f"{task}\n{language}" for task, language in groups], fontsize=8)
-    axes.set_ylabel("score (%)")
-    axes.set_ylim(0, 100)
-    axes.set_title("Zero-shot and retrieval scores")
-    axes.legend(fontsize=8)
-    figure.tight_layout()
+    """`scores_figure` saved as PNG at `PLOT_DPI`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    scores_figure(results).savefig(path, dpi=PLOT_DPI)
     return path
+
+
+def scores_figure(results: EvaluationResults):
+    """Dot plot of every model's score (%) per task, one panel per language (a matplotlib `Figure`).
+
+    Tasks are rows (named with their metric), models are dots with one colour per model in every panel (the teacher a
+    black bar, the reference the students are read against), and the figure is sized to be read at 100% on a laptop
+    screen: about 1,100 px wide for two languages, 34 px per task.
+    """
+    from matplotlib.figure import Figure  # not pyplot: no display and no global figure state on servers
+
+    languages = [language for language in LANGUAGES if any(language in t.languages for t in results.tasks)]
+    languages += sorted({language for t in results.tasks for language in t.languages} - set(languages))
+    models = [info.name for info in results.models]
+    rows = np.arange(len(results.tasks))
+    spread = min(0.6 / max(len(models), 1), 0.12)  # models' dots side by side within a task's row
+    figure = Figure(figsize=(1.5 + 4.8 * len(languages), 1.5 + 0.34 * len(results.tasks)), dpi=PLOT_DPI)
+    axes = figure.subplots(1, len(languages), sharey=True, squeeze=False)
+    students = [model for model in models if model != results.teacher]
+    teacher_style = {"color": "black", "marker": "|", "s": 220, "linewidths": 2.5}
+    styles = {model: {"color": _student_colour(i), "marker": "o", "s": 36, "edgecolors": "white", "linewidths": 0.5}
+              for i, model in enumerate(students)}  # fmt: skip
+    for panel, language in zip(axes[0], languages):
+        for index, model in enumerate(models):
+            entries = [results.score(model, task.name, language) for task in results.tasks]
+            scores = [100 * entry.score if entry else np.nan for entry in entries]
+            offsets = rows + (index - (len(models) - 1) / 2) * spread
+            style = styles.get(model, teacher_style)
+            # clip_on=False: a score of 0% or 100% is drawn whole on the panel's edge
+            panel.scatter(scores, offsets, label=_model_label(results, model), zorder=3, clip_on=False, **style)
+        panel.set_title(LANGUAGE_NAMES.get(language, language), fontsize=11)
+        panel.set_xlim(0, 100)
+        panel.set_xlabel("score (%)")
+        panel.grid(axis="x", color="0.88", zorder=0)
+        panel.set_yticks(rows[:-1] + 0.5, minor=True)  # a thin line between tasks, to follow a row across
+        panel.grid(axis="y", which="minor", color="0.93", zorder=0)
+        panel.tick_params(axis="y", which="minor", length=0)
+        panel.set_axisbelow(True)
+    first = axes[0][0]
+    first.set_yticks(rows, [f"{task.name} ({_METRIC_NAMES.get(task.metric, task.metric)})" for task in results.tasks])
+    first.set_ylim(len(results.tasks) - 0.5, -0.5)  # first task on top
+    first.set_ylabel("task (metric)")
+    handles, labels = first.get_legend_handles_labels()
+    figure.legend(handles, labels, loc="upper center", ncol=min(len(models), 4), frameon=False, fontsize=9)
+    legend_rows = -(-len(models) // 4)
+    figure.tight_layout(rect=(0, 0, 1, 1 - (0.25 + 0.22 * legend_rows) / figure.get_figheight()))
+    return figure
+
+
+def _student_colour(index: int) -> tuple[float, ...]:
+    """The `index`-th student's colour: matplotlib's `tab10`, then `tab20`'s lighter shades (black is the teacher's)."""
+    import matplotlib
+
+    palette = [*matplotlib.colormaps["tab10"].colors[:7], *matplotlib.colormaps["tab10"].colors[8:]]  # no grey
+    palette += list(matplotlib.colormaps["tab20"].colors[1::2])
+    return palette[index % len(palette)]
 
 
 def write_report(results: EvaluationResults, output_dir: str | Path) -> dict[str, Path]:
@@ -199,7 +236,10 @@ def _check_languages(
 
 
 def _model_label(results: EvaluationResults, name: str) -> str:
-    return f"{name} (teacher)" if name == results.teacher else name
+    """A model's name in tables and legends; the teacher's says it is the teacher unless its name already does."""
+    if name == results.teacher and "teacher" not in name.lower():
+        return f"{name} (teacher)"
+    return name
 
 
 def _percent(value: float | None) -> str:

@@ -9,6 +9,8 @@ constants and gives wrong text embeddings for padded batches of another shape.
 
 from __future__ import annotations
 
+import logging
+import warnings
 from pathlib import Path
 
 import torch
@@ -25,6 +27,8 @@ IMAGE_INPUT_NAMES = ("pixel_values",)
 TEXT_INPUT_NAMES = ("input_ids", "attention_mask")
 # A protobuf file cannot exceed 2 GiB; larger towers keep their weights in an external data file beside the graph.
 _SINGLE_FILE_LIMIT_BYTES = 2 * 1024**3 - 64 * 1024**2
+# Warnings torch's exporter passes on from its own internals (a deprecation, dynamic axes that share a constraint).
+_EXPORTER_NOTICES = (r"`isinstance\(treespec, LeafSpec\)` is deprecated", r"# The axis name: .* will not be used")
 
 
 class ImageTower(nn.Module):
@@ -56,7 +60,12 @@ def _parameter_bytes(module: nn.Module) -> int:
 def _export(tower: nn.Module, args: tuple[torch.Tensor, ...], input_names: tuple[str, ...], output_name: str,
             dynamic_shapes: dict[str, dict[int, torch.export.Dim]], path: Path, opset: int) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with torch.no_grad():
+    # The exporter warns at every export that torchvision's detection ops (nms, roi_align, ...) cannot be registered
+    # without torchvision, and passes on two torch-internal notices; none concerns these towers.
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
+    with torch.no_grad(), warnings.catch_warnings():
+        for notice in _EXPORTER_NOTICES:
+            warnings.filterwarnings("ignore", message=notice)
         torch.onnx.export(
             tower.eval(),
             args,
@@ -67,6 +76,7 @@ def _export(tower: nn.Module, args: tuple[torch.Tensor, ...], input_names: tuple
             opset_version=opset,
             dynamo=True,
             external_data=_parameter_bytes(tower) > _SINGLE_FILE_LIMIT_BYTES,
+            verbose=False,  # no "[torch.onnx] ..." progress lines on stdout
         )
     return path
 

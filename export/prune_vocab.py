@@ -21,11 +21,15 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from transformers import AutoModel, AutoProcessor, AutoTokenizer, HfArgumentParser, PreTrainedModel
+from dcclip.command_errors import run_command
+from dcclip.command_line import check_model_location, report_written
+from dcclip.option_help import parse_dataclass_arguments
 
-import modeling_dcclip  # noqa: F401  (registers DCCLIPModel / DCCLIPProcessor with the Auto classes)
+# torch and transformers are imported where they are used, so that `dcclip prune-vocab --help` answers at once.
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +58,7 @@ class PruneReport:
 def _unigram_state(tokenizer) -> dict:
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
-        raise TypeError(f"prune-vocab needs a tokenizers-backed tokenizer, got {type(tokenizer).__name__}")
+        raise ValueError(f"prune-vocab needs a tokenizers-backed tokenizer, got {type(tokenizer).__name__}")
     state = json.loads(backend.to_str())
     if state["model"]["type"] != "Unigram":
         raise ValueError(
@@ -128,6 +132,8 @@ def prune_tokenizer(tokenizer, kept_ids: Sequence[int]):
             if path.name not in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
                 path.unlink()
         (Path(folder) / "tokenizer.json").write_text(json.dumps(state, ensure_ascii=False))
+        from transformers import AutoTokenizer
+
         pruned = AutoTokenizer.from_pretrained(folder)
     wrong = [(new, piece) for new, (piece, _) in enumerate(state["model"]["vocab"])
              if pruned.convert_tokens_to_ids(piece) != new]
@@ -156,6 +162,8 @@ def prune_text_embeddings(model: PreTrainedModel, kept_ids: Sequence[int]) -> Pr
             raise ValueError(f"text_config.{name}={old} is not among the kept tokens; keep the special tokens")
         setattr(text_config, name, new_id[old])
 
+    import torch
+
     state = model.state_dict()
     embedding_name = _input_embedding_name(model)
     state[embedding_name] = state[embedding_name][torch.as_tensor(list(kept_ids))].clone()
@@ -174,7 +182,7 @@ def prune_text_vocabulary(model: PreTrainedModel, processor, texts: Iterable[str
     all_texts = list(texts)
     corpus = [t for t in all_texts if t and t.strip()]
     if not corpus:
-        raise ValueError("prune-vocab: the corpus has no non-empty text")
+        raise ValueError("the corpus has no non-empty text")
     tokenizer = processor.tokenizer
     kept_ids, token_count, unknown_count = select_kept_ids(tokenizer, corpus)
     pruned_tokenizer = prune_tokenizer(tokenizer, kept_ids)
@@ -210,7 +218,7 @@ def read_corpus(paths: Sequence[str], text_column: str = "text") -> list[str]:
     texts: list[str] = []
     for path in map(Path, paths):
         if not path.is_file():
-            raise FileNotFoundError(f"prune-vocab: corpus file {path} does not exist")
+            raise FileNotFoundError(f"corpus file {path} does not exist")
         if path.suffix == ".txt":
             texts.extend(path.read_text(encoding="utf-8").splitlines())
             continue
@@ -218,10 +226,10 @@ def read_corpus(paths: Sequence[str], text_column: str = "text") -> list[str]:
 
         builder = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}.get(path.suffix)
         if builder is None:
-            raise ValueError(f"prune-vocab: cannot read {path}; use .txt, .json, .jsonl, .csv or .parquet")
+            raise ValueError(f"cannot read corpus file {path}; use .txt, .json, .jsonl, .csv or .parquet")
         dataset = datasets.load_dataset(builder, data_files=str(path), split="train")
         if text_column not in dataset.column_names:
-            raise ValueError(f"prune-vocab: {path} has no column {text_column!r} (columns: {dataset.column_names})")
+            raise ValueError(f"corpus file {path} has no column {text_column!r} (columns: {dataset.column_names})")
         texts.extend("" if t is None else str(t) for t in dataset[text_column])
     return texts
 
@@ -237,13 +245,26 @@ class PruneArguments:
     text_column: str = field(default="text", metadata={"help": "Column holding the text in non-.txt corpus files."})
 
 
+EPILOG = """example:
+  dcclip prune-vocab --model_name_or_path runs/align/final --corpus captions.txt prompts.txt \\
+      --output_dir runs/align/final-pruned
+
+Writes the pruned model, its processor and prune_report.json to --output_dir. More: docs/deployment.md"""
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `dcclip prune-vocab`."""
+    (args,) = parse_dataclass_arguments("prune-vocab", [PruneArguments], argv, epilog=EPILOG)
+    check_model_location(args.model_name_or_path, "--model_name_or_path")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    (args,) = HfArgumentParser(PruneArguments).parse_args_into_dataclasses(args=sys.argv[1:] if argv is None else argv)
+    from transformers import AutoModel, AutoProcessor
+
+    import modeling_dcclip  # noqa: F401  (registers DCCLIPModel / DCCLIPProcessor with the Auto classes)
+
+    texts = read_corpus(args.corpus, args.text_column)
     model = AutoModel.from_pretrained(args.model_name_or_path).eval()
     processor = AutoProcessor.from_pretrained(args.model_name_or_path)
-    pruned_model, pruned_processor, report = prune_text_vocabulary(model, processor, read_corpus(args.corpus, args.text_column))
+    pruned_model, pruned_processor, report = prune_text_vocabulary(model, processor, texts)
     output_dir = Path(args.output_dir)
     pruned_model.save_pretrained(output_dir)
     pruned_processor.save_pretrained(output_dir)
@@ -255,8 +276,10 @@ def main(argv: list[str] | None = None) -> int:
         report.corpus_tokens,
     )
     print(json.dumps(asdict(report), indent=2))
+    report_written("prune-vocab", f"the pruned model ({report.vocab_size_after} of {report.vocab_size_before} tokens), "
+                   f"its processor and {REPORT_FILE} to {output_dir}")  # fmt: skip
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command("prune-vocab", main))

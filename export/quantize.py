@@ -8,11 +8,20 @@ convolutions through `ConvInteger`, which on CPU was slower than fp32 for ConvNe
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
 QUANTIZED_OP_TYPES = ("MatMul", "Gather")
+
+
+class _WithoutPreprocessingAdvice(logging.Filter):
+    """Drops onnxruntime's advice to run its pre-processing first, logged at every call; whether an int8 file is good
+    is what the parity check against PyTorch (export_report.json) says."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
 
 
 def quantize_int8_dynamic(fp32_path: str | Path, int8_path: str | Path) -> Path:
@@ -21,13 +30,18 @@ def quantize_int8_dynamic(fp32_path: str | Path, int8_path: str | Path) -> Path:
     if not fp32_path.is_file():
         raise FileNotFoundError(f"quantize_int8_dynamic: no ONNX file at {fp32_path}")
     int8_path.parent.mkdir(parents=True, exist_ok=True)
-    quantize_dynamic(
-        fp32_path,
-        int8_path,
-        op_types_to_quantize=list(QUANTIZED_OP_TYPES),
-        per_channel=True,
-        weight_type=QuantType.QInt8,
-        # The fp32 file may hold its weights externally (towers over 2 GiB); the int8 one is 4x smaller and fits.
-        use_external_data_format=False,
-    )
+    advice = _WithoutPreprocessingAdvice()
+    logging.getLogger().addFilter(advice)  # onnxruntime logs it on the root logger
+    try:
+        quantize_dynamic(
+            fp32_path,
+            int8_path,
+            op_types_to_quantize=list(QUANTIZED_OP_TYPES),
+            per_channel=True,
+            weight_type=QuantType.QInt8,
+            # The fp32 file may hold its weights externally (towers over 2 GiB); the int8 one is 4x smaller and fits.
+            use_external_data_format=False,
+        )
+    finally:
+        logging.getLogger().removeFilter(advice)
     return int8_path

@@ -16,8 +16,6 @@ from pathlib import Path
 from huggingface_hub.utils import DEFAULT_IGNORE_PATTERNS, filter_repo_objects
 from safetensors import safe_open
 
-from dcclip.trainers.callbacks.finite_training import all_finite
-from modeling_dcclip.configuration_dcclip import MINIMUM_TRANSFORMERS_VERSION_KEY
 
 # Training by-products the Trainer leaves in its output folder; they never go to the Hub. `training_args.bin` and the
 # checkpoints are pickles (optimizer state, TrainingArguments), `runs/` holds TensorBoard logs.
@@ -102,6 +100,9 @@ def check_model_folder(folder: str | Path, require_card: bool = True) -> FolderR
     ]
     config = _read_json(folder, "config.json", files, problems)
     if config is not None:
+        # imported here: the shipped model's package pulls in torch, which `dcclip push --help` must not load
+        from modeling_dcclip.configuration_dcclip import MINIMUM_TRANSFORMERS_VERSION_KEY
+
         _check_auto_map(folder, "config.json", config, REQUIRED_MODEL_AUTO_CLASSES, files, problems)
         if MINIMUM_TRANSFORMERS_VERSION_KEY not in config:
             problems.append(f"config.json has no {MINIMUM_TRANSFORMERS_VERSION_KEY!r}: it was saved by an older DC-CLIP, "
@@ -199,7 +200,9 @@ def _read_weight_shapes(folder: Path, files: set[str], problems: list[str]) -> d
 def non_finite_tensors(path: str | Path) -> dict[str, int]:
     """Tensor name -> count of NaN or infinite values, for each floating-point tensor of a safetensors file that holds
     any (read one tensor at a time, so a file larger than memory can be checked)."""
-    import torch
+    import torch  # here, not at the top: `dcclip push --help` must not import torch
+
+    from dcclip.trainers.callbacks.finite_training import all_finite
 
     counts: dict[str, int] = {}
     with safe_open(path, framework="pt") as weights:

@@ -16,7 +16,6 @@ from pathlib import Path
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from dcclip.evaluation.results import EvaluationResults, ModelInfo, ScoreEntry
-from modeling_dcclip.configuration_dcclip import MINIMUM_TRANSFORMERS_VERSION_KEY
 
 from .folder_check import FolderReport
 from dcclip.trainers.records import TrainingRecord
@@ -121,6 +120,9 @@ def card_data(inputs: CardInputs) -> ModelCardData:
 
 def build_model_card(inputs: CardInputs) -> ModelCard:
     """Render the whole card (metadata + text) from `inputs`."""
+    # imported here: the shipped model's package pulls in torch, which `dcclip push --help` must not load
+    from modeling_dcclip.configuration_dcclip import MINIMUM_TRANSFORMERS_VERSION_KEY
+
     config = inputs.folder.config
     teacher = teacher_hub_id(inputs)
     teacher_name = inputs.results.teacher

@@ -16,13 +16,18 @@ from pathlib import Path
 
 from huggingface_hub import CommitInfo, HfApi
 from huggingface_hub.constants import DEFAULT_REVISION
-from transformers import HfArgumentParser
 
+from dcclip.command_errors import run_command
+from dcclip.command_line import report_written
 from dcclip.evaluation.results import read_results
-
 from dcclip.hub.folder_check import TRAINING_BY_PRODUCTS, FolderReport, check_model_folder
-from dcclip.hub.model_card import CardInputs, build_model_card, is_generated_card, read_latency, select_student
-from dcclip.trainers.records import read_training_record
+from dcclip.option_help import parse_dataclass_arguments
+
+EPILOG = """examples:
+  dcclip push --folder runs/align/final --results runs/eval/results.json --repo_id org/dc-clip-edge --dry_run
+  dcclip push --folder runs/align/final --results runs/eval/results.json --repo_id org/dc-clip-edge --private
+
+Writes README.md (the model card) into --folder, then uploads the folder. More: docs/hub.md"""
 
 
 @dataclass
@@ -48,6 +53,10 @@ class PushArguments:
 
 def prepare_card(args: PushArguments) -> tuple[FolderReport, str]:
     """Check the folder (all but the card) and render the card text; nothing is written."""
+    # Imported here: the training record's schema comes with transformers' TrainingArguments (torch).
+    from dcclip.hub.model_card import CardInputs, build_model_card, read_latency, select_student
+    from dcclip.trainers.records import read_training_record
+
     report = check_model_folder(args.folder, require_card=False)
     results = read_results(args.results)
     card = build_model_card(
@@ -67,6 +76,8 @@ def prepare_card(args: PushArguments) -> tuple[FolderReport, str]:
 
 def push(args: PushArguments) -> CommitInfo | None:
     """Check, write README.md, and upload; with `dry_run`, print the plan and return `None`."""
+    from dcclip.hub.model_card import is_generated_card
+
     report, card_text = prepare_card(args)
     card_path = Path(args.folder) / "README.md"
     if card_path.exists() and not args.overwrite_card and not is_generated_card(card_path.read_text(encoding="utf-8")):
@@ -91,7 +102,8 @@ def push(args: PushArguments) -> CommitInfo | None:
         commit_message=args.commit_message,
         ignore_patterns=list(TRAINING_BY_PRODUCTS),
     )
-    print(f"pushed {len(report.upload_files)} files to {repo_url} ({args.revision}): {commit.commit_url}")
+    report_written("push", f"the model card {card_path} and uploaded {len(report.upload_files)} files to {repo_url} "
+                   f"(branch {args.revision}, commit {commit.commit_url})")  # fmt: skip
     return commit
 
 
@@ -115,11 +127,10 @@ def dry_run_summary(args: PushArguments, report: FolderReport, upload: list[str]
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `dcclip push` and `python hub/push.py`."""
-    parser = HfArgumentParser(PushArguments)
-    (args,) = parser.parse_args_into_dataclasses(args=list(sys.argv[1:] if argv is None else argv))
+    (args,) = parse_dataclass_arguments("push", [PushArguments], argv, epilog=EPILOG)
     push(args)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command("push", main))

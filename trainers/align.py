@@ -18,32 +18,40 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from transformers import AutoProcessor, set_seed
-
-from dcclip.trainers.alignment_config import AlignmentConfig
-from dcclip.trainers.alignment_trainer import AlignmentTrainer
+from dcclip.command_errors import UsageError, run_command
 from dcclip.trainers.arguments import (
     FINAL_MODEL_DIR,
     AlignmentDataArguments,
     StudentArguments,
     check_launcher,
-    parse_config_and_overrides,
+    check_model_locations,
+    parse_stage_arguments,
 )
-from dcclip.trainers.callbacks.checkpoints import CheckpointCompletionCallback, resolve_resume_checkpoint
-from dcclip.trainers.callbacks.sample_draws import SampleDrawSeeds
-from dcclip.trainers.callbacks.zero_shot import ZeroShotEvaluationCallback
-from dcclip.trainers.data import DataSpec, ImageTextCollator, SampleQualityCallback, load_image_text_data
-from dcclip.trainers.records import DataSource, TrainingStage, record_student_stage, stage_hyperparameters
-from dcclip.trainers.student.build import load_or_build_student
-from dcclip.trainers.teacher.model import DistillationTeacher, shares_tokenizer
 
-logger = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from dcclip.trainers.alignment_config import AlignmentConfig
+
+EXAMPLES = """examples:
+  dcclip align configs/align_tiny.yaml --use_cpu true
+  dcclip align configs/align_edge.yaml --student runs/distill/final --learning_rate 1e-4
+  torchrun --nproc_per_node 8 trainers/align.py configs/align_edge.yaml
+  deepspeed trainers/align.py configs/align_edge.yaml --deepspeed ds_configs/zero2.json
+
+Writes <output_dir>/final (the aligned student), checkpoint-N/ and trainer_state.json. More: docs/alignment.md"""
+
+
+def option_classes() -> tuple[type, ...]:
+    """Stage 2's option groups: the student, the data and `AlignmentConfig` (imported here: it pulls in torch)."""
+    from dcclip.trainers.alignment_config import AlignmentConfig
+
+    return StudentArguments, AlignmentDataArguments, AlignmentConfig
 
 
 def parse_args(argv: list[str]) -> tuple[StudentArguments, AlignmentDataArguments, AlignmentConfig]:
     """`[config.yaml|json] [--flag value ...]` -> stage 2's three option groups."""
-    return parse_config_and_overrides((StudentArguments, AlignmentDataArguments, AlignmentConfig), argv)
+    return parse_stage_arguments("align", option_classes, argv, EXAMPLES)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,10 +59,23 @@ def main(argv: list[str] | None = None) -> int:
     student_args, data_args, config = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO if config.process_index == 0 else logging.WARNING)
     check_launcher(config)
+    check_model_locations(student_args, config)
     if not data_args.train_data:
-        raise ValueError("--train_data (a data spec file) is required")
+        raise UsageError("--train_data (a data spec file) is required")
     if config.teacher_loss_weight > 0 and not config.teacher:
-        raise ValueError("--teacher_loss_weight > 0 needs --teacher")
+        raise UsageError("--teacher_loss_weight > 0 needs --teacher")
+    # Imported once the arguments are checked, so that --help and a bad option answer without waiting for torch.
+    from transformers import AutoProcessor, set_seed
+
+    from dcclip.trainers.alignment_trainer import AlignmentTrainer
+    from dcclip.trainers.callbacks.checkpoints import CheckpointCompletionCallback, resolve_resume_checkpoint
+    from dcclip.trainers.callbacks.sample_draws import SampleDrawSeeds
+    from dcclip.trainers.callbacks.zero_shot import ZeroShotEvaluationCallback
+    from dcclip.trainers.data import DataSpec, ImageTextCollator, SampleQualityCallback, load_image_text_data
+    from dcclip.trainers.records import DataSource, TrainingStage, record_student_stage, stage_hyperparameters
+    from dcclip.trainers.student.build import load_or_build_student
+    from dcclip.trainers.teacher.model import DistillationTeacher, shares_tokenizer
+
     set_seed(config.seed)
 
     teacher_processor = AutoProcessor.from_pretrained(config.teacher) if config.teacher else None
@@ -107,9 +128,10 @@ def main(argv: list[str] | None = None) -> int:
             hyperparameters=stage_hyperparameters(config, student_args),
         )
         record_student_stage(final_dir, stage, config.teacher, student_args)
-        logger.info("aligned student saved to %s", final_dir)
+        print(f"dcclip align: wrote the aligned student to {final_dir} (checkpoints and trainer_state.json in "
+              f"{config.output_dir})")  # fmt: skip
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command("align", main))

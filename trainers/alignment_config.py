@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, get_args
+from typing import ClassVar, Literal, get_args
 
 from transformers import TrainingArguments
 
@@ -19,6 +19,16 @@ class AlignmentConfig(TrainingArguments):
     stage's own fields below. Every `TrainingArguments` field applies too (`learning_rate`, `weight_decay`,
     `activation_checkpointing`, `deepspeed`, ...). The student's options are `StudentArguments`, the data's
     `AlignmentDataArguments`."""
+
+    # How `dcclip align --help` groups this stage's own options (before the inherited Trainer options).
+    help_groups: ClassVar[dict[str, tuple[str, ...]]] = {
+        "loss": ("bilingual_captions", "image_to_text_negatives", "local_loss", "teacher", "teacher_loss_weight"),
+        "freezing and learning rates": (
+            "lock_image_tower", "unlocked_image_layers", "lock_text_tower", "unlocked_text_layers",
+            "image_tower_learning_rate", "text_tower_learning_rate", "logit_scale_learning_rate",
+        ),  # fmt: skip
+        "data loading": ("remove_unused_columns",),
+    }
 
     teacher: str | None = field(
         default=None,

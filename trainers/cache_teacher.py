@@ -16,18 +16,33 @@ import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
 
-from dcclip.trainers.arguments import DistillationDataArguments, StudentArguments, parse_config_and_overrides
-from dcclip.trainers.distillation_config import DistillationConfig
-from dcclip.trainers.distillation_setup import prepare_distillation
-from dcclip.trainers.teacher.cache import build_teacher_cache
+from dcclip.command_errors import UsageError, run_command
+from dcclip.trainers.arguments import (
+    DistillationDataArguments,
+    StudentArguments,
+    check_model_locations,
+    parse_stage_arguments,
+)
+
+if TYPE_CHECKING:
+    from dcclip.trainers.distillation_config import DistillationConfig
 
 logger = logging.getLogger(__name__)
+
+EXAMPLES = """examples:
+  dcclip teacher-cache configs/distill_edge.yaml --teacher_cache_dir runs/cache --pool_grid 4
+  dcclip distill configs/distill_edge.yaml --teacher_cache_dir runs/cache      (then train from it)
+
+Writes the cache folder (--teacher_cache_dir). More: docs/distillation.md"""
 
 
 @dataclass
 class TeacherCacheArguments:
     """Options of the cache command only (the rest comes from the stage-1 config, so both agree on layers)."""
+
+    help_title: ClassVar[str] = "teacher cache"
 
     pool_grid: int | None = field(
         default=None,
@@ -42,26 +57,36 @@ class TeacherCacheArguments:
     overwrite_cache: bool = field(default=False, metadata={"help": "Replace an existing cache folder."})
 
 
+def option_classes() -> tuple[type, ...]:
+    """The stage-1 option groups plus the cache's (`DistillationConfig` imported here: it pulls in torch)."""
+    from dcclip.trainers.distillation_config import DistillationConfig
+
+    return StudentArguments, DistillationDataArguments, DistillationConfig, TeacherCacheArguments
+
+
 def parse_args(
     argv: list[str],
 ) -> tuple[StudentArguments, DistillationDataArguments, DistillationConfig, TeacherCacheArguments]:
     """`<stage-1 config> --teacher_cache_dir FOLDER [cache options]` -> the stage-1 option groups + the cache's."""
-    return parse_config_and_overrides(
-        (StudentArguments, DistillationDataArguments, DistillationConfig, TeacherCacheArguments), argv
-    )
+    return parse_stage_arguments("teacher-cache", option_classes, argv, EXAMPLES)
 
 
 def main(argv: list[str] | None = None) -> int:
     """`dcclip teacher-cache <stage-1 config> --teacher_cache_dir FOLDER [cache options]`."""
     student_args, data_args, config, cache_args = parse_args(list(sys.argv[1:] if argv is None else argv))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    check_model_locations(student_args, config)
     if not config.teacher_cache_dir:
-        raise ValueError("teacher-cache needs --teacher_cache_dir (the folder to write)")
+        raise UsageError("teacher-cache needs --teacher_cache_dir (the folder to write)")
     folder = Path(config.teacher_cache_dir)
     if folder.exists() and any(folder.iterdir()):
         if not cache_args.overwrite_cache:
             raise FileExistsError(f"{folder} is not empty; pass --overwrite_cache to replace it")
         shutil.rmtree(folder)
+    # Imported once the arguments are checked, so that --help and a bad option answer without waiting for torch.
+    from dcclip.trainers.distillation_setup import prepare_distillation
+    from dcclip.trainers.teacher.cache import build_teacher_cache
+
     # The plan is the training run's: same student, same mapping, so the cache holds exactly the layers it reads.
     setup = prepare_distillation(student_args, data_args, config, use_cache=False)
     teacher = setup.load_teacher().to(config.device)
@@ -82,8 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     sizes = {key: metadata[key] for key in ("num_images", "bytes_per_image", "num_texts", "bytes_per_text") if key in metadata}
     logger.info("teacher cache written to %s: %s", folder, sizes)
     print(json.dumps(sizes))
+    print(f"dcclip teacher-cache: wrote the teacher's targets to {folder}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command("teacher-cache", main))

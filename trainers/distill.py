@@ -21,32 +21,51 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from transformers import set_seed
-
+from dcclip.command_errors import run_command
 from dcclip.trainers.arguments import (
     FINAL_MODEL_DIR,
     DistillationDataArguments,
     StudentArguments,
     check_launcher,
-    parse_config_and_overrides,
+    check_model_locations,
+    parse_stage_arguments,
 )
-from dcclip.trainers.callbacks.checkpoints import CheckpointCompletionCallback, resolve_resume_checkpoint
-from dcclip.trainers.callbacks.sample_draws import SampleDrawSeeds
-from dcclip.trainers.data import DataSpec, SampleQualityCallback
-from dcclip.trainers.distillation_config import DistillationConfig
-from dcclip.trainers.distillation_setup import DistillationSetup, prepare_distillation, training_rows
-from dcclip.trainers.distillation_trainer import DistillationTrainer
-from dcclip.trainers.records import DataSource, TrainingStage, record_student_stage, stage_hyperparameters
+
+if TYPE_CHECKING:
+    from dcclip.trainers.distillation_config import DistillationConfig
+    from dcclip.trainers.distillation_setup import DistillationSetup
+    from dcclip.trainers.distillation_trainer import DistillationTrainer
+    from dcclip.trainers.records import TrainingStage
+
+EXAMPLES = """examples:
+  dcclip distill configs/distill_tiny.yaml --use_cpu true
+  dcclip distill configs/distill_edge.yaml --teacher_cache_dir runs/cache --learning_rate 5e-4
+  torchrun --nproc_per_node 8 trainers/distill.py configs/distill_edge.yaml
+  deepspeed trainers/distill.py configs/distill_edge.yaml --deepspeed ds_configs/zero3.json
+
+Writes <output_dir>/final (the distilled student), checkpoint-N/, teacher_digest.json and sample_quality.json.
+More: docs/distillation.md"""
+
+
+def option_classes() -> tuple[type, ...]:
+    """Stage 1's option groups: the student, the data and `DistillationConfig` (imported here: it pulls in torch)."""
+    from dcclip.trainers.distillation_config import DistillationConfig
+
+    return StudentArguments, DistillationDataArguments, DistillationConfig
 
 
 def parse_args(argv: list[str]) -> tuple[StudentArguments, DistillationDataArguments, DistillationConfig]:
     """`[config.yaml|json] [--flag value ...]` -> stage 1's three option groups."""
-    return parse_config_and_overrides((StudentArguments, DistillationDataArguments, DistillationConfig), argv)
+    return parse_stage_arguments("distill", option_classes, argv, EXAMPLES)
 
 
 def _training_stage(setup: DistillationSetup) -> TrainingStage:
     """This stage's entry of `dcclip_training.json` (flat scalars, see docs/hub.md)."""
+    from dcclip.trainers.data import DataSpec
+    from dcclip.trainers.records import DataSource, TrainingStage, stage_hyperparameters
+
     hyperparameters = stage_hyperparameters(setup.config, setup.student_args)
     for tower, pairs in (("image", setup.plan.image_pairs), ("text", setup.plan.text_pairs)):
         hyperparameters[f"{tower}_layer_mapping"] = ", ".join(f"{p.student}->{p.teacher}" for p in pairs or []) or None
@@ -60,9 +79,20 @@ def _training_stage(setup: DistillationSetup) -> TrainingStage:
 def run(argv: list[str]) -> DistillationTrainer:
     """Run stage 1 from command-line arguments and export the student; returns the trainer (for inspection)."""
     student_args, data_args, config = parse_args(argv)
+    # Imported once the arguments are parsed, so that --help and a bad option answer without waiting for torch.
+    from transformers import set_seed
+
+    from dcclip.trainers.callbacks.checkpoints import CheckpointCompletionCallback, resolve_resume_checkpoint
+    from dcclip.trainers.callbacks.sample_draws import SampleDrawSeeds
+    from dcclip.trainers.data import SampleQualityCallback
+    from dcclip.trainers.distillation_setup import prepare_distillation, training_rows
+    from dcclip.trainers.distillation_trainer import DistillationTrainer
+    from dcclip.trainers.records import record_student_stage
+
     logging.basicConfig(level=logging.INFO if config.process_index == 0 else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
     check_launcher(config)
+    check_model_locations(student_args, config)
     setup = prepare_distillation(student_args, data_args, config)
     teacher = None if setup.cache is not None else setup.load_teacher()
     set_seed(config.seed)  # the student's initial weights depend on the seed alone, live teacher or cache
@@ -96,9 +126,13 @@ def run(argv: list[str]) -> DistillationTrainer:
 
 def main(argv: list[str] | None = None) -> int:
     """`python trainers/distill.py` / `dcclip distill`: `[config.yaml|json] [--flag value ...]`."""
-    run(list(sys.argv[1:] if argv is None else argv))
+    trainer = run(list(sys.argv[1:] if argv is None else argv))
+    if trainer.is_world_process_zero():
+        output_dir = Path(trainer.args.output_dir)
+        print(f"dcclip distill: wrote the distilled student to {output_dir / FINAL_MODEL_DIR} (checkpoints, "
+              f"trainer_state.json, teacher_digest.json and sample_quality.json in {output_dir})")  # fmt: skip
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command("distill", main))

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from transformers import TrainingArguments
 
@@ -18,6 +19,19 @@ from dcclip.trainers.teacher.model import DEFAULT_TEACHER
 class DistillationConfig(TrainingArguments):
     """Options of a stage-1 run: `TrainingArguments` plus the teacher and the stage's own fields below (each
     documented in `--help`). The student's options are `StudentArguments`, the data's `DistillationDataArguments`."""
+
+    # How `dcclip distill --help` groups this stage's own options (before the inherited Trainer options).
+    help_groups: ClassVar[dict[str, tuple[str, ...]]] = {
+        "teacher": ("teacher", "teacher_dtype", "teacher_cache_dir"),
+        "what the student imitates, and the losses": (
+            "distill_target", "feature_loss_weight", "embedding_loss_weight", "smooth_l1_beta",
+            "standardize_teacher_maps", "logit_temperature",
+        ),  # fmt: skip
+        "layer mapping (student layer -> teacher layer)": (
+            "student_image_layers", "teacher_image_layers", "student_text_layers", "teacher_text_layers",
+            "max_distilled_layers",
+        ),  # fmt: skip
+    }
 
     teacher: str = field(
         default=DEFAULT_TEACHER,

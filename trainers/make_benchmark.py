@@ -12,23 +12,40 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from dcclip.command_line import CommandParser
-from dcclip.trainers.data.synthetic_scenes import generate_benchmark
+from dcclip.command_errors import run_command
+from dcclip.command_line import CommandParser, positive_int, report_written
+
+DESCRIPTION = """Prints the path of each part as JSON: train/ (imagefolder), train_shards/ (webdataset), eval/ and
+eval_unseen/ (zero-shot tasks, tasks.json), retrieval/, and the data specs train_imagefolder.yaml and
+train_webdataset.yaml. The same arguments give byte-identical files."""
+
+
+def build_parser() -> CommandParser:
+    """The options of `dcclip make-benchmark`."""
+    parser = CommandParser(
+        "make-benchmark", usage="dcclip make-benchmark OUT_DIR [--option value ...]", description=DESCRIPTION
+    )
+    parser.add_argument("out_dir", metavar="OUT_DIR", help="folder to write the benchmark into")
+    options = [
+        ("--seed", int, 0, "seed of every random choice"),
+        ("--n_train", positive_int, 2000, "training images"),
+        ("--n_eval", positive_int, 500, "evaluation images; eval_unseen gets half as many"),
+        ("--n_retrieval", positive_int, 200, "retrieval images"),
+        ("--image_size", positive_int, 64, "side of the square images in px"),
+        ("--captions_per_image", positive_int, 3, "retrieval captions per image and language"),
+        ("--shard_size", positive_int, 500, "samples per webdataset shard"),
+    ]
+    for flag, kind, default, help_text in options:
+        parser.add_argument(flag, type=kind, default=default, metavar="N", help=f"{help_text} (default: {default})")
+    parser.add_argument("--image_format", choices=("png", "jpeg"), default="png", help="image files (default: png)")
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """``dcclip make-benchmark``: write the built-in bilingual benchmark and print where its parts are."""
-    parser = CommandParser(prog="dcclip make-benchmark", description=__doc__.split("\n\n")[0])
-    parser.add_argument("out_dir", help="folder to write the benchmark into")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--n_train", type=int, default=2000)
-    parser.add_argument("--n_eval", type=int, default=500)
-    parser.add_argument("--n_retrieval", type=int, default=200)
-    parser.add_argument("--image_size", type=int, default=64)
-    parser.add_argument("--captions_per_image", type=int, default=3, help="retrieval captions per language")
-    parser.add_argument("--shard_size", type=int, default=500, help="samples per webdataset shard")
-    parser.add_argument("--image_format", choices=("png", "jpeg"), default="png")
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
+    from dcclip.trainers.data.synthetic_scenes import generate_benchmark  # after parsing: it imports datasets, PIL
+
     paths = generate_benchmark(
         args.out_dir,
         seed=args.seed,
@@ -44,8 +61,10 @@ def main(argv: list[str] | None = None) -> int:
         key: str(value) if isinstance(value, Path) else [str(v) for v in value] for key, value in asdict(paths).items()
     }
     print(json.dumps(printable, indent=2))
+    report_written("make-benchmark", f"the benchmark ({args.n_train} training, {args.n_eval} evaluation and "
+                   f"{args.n_retrieval} retrieval images) to {paths.root}")  # fmt: skip
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command("make-benchmark", main))

@@ -16,12 +16,15 @@ import torch.distributed as dist
 from torch import nn
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
+from dcclip.command_errors import CommandError
+
 _ADVICE = ("Nothing from this step was saved; resume from the last complete checkpoint (--resume_from_checkpoint auto) "
            "with a lower learning rate or bf16 instead of fp16, or check the data.")  # fmt: skip
 
 
-class NonFiniteTrainingError(RuntimeError):
-    """Training produced a non-finite loss or non-finite weights and stopped before saving them."""
+class NonFiniteTrainingError(CommandError, RuntimeError):
+    """Training produced a non-finite loss or non-finite weights and stopped before saving them. A `CommandError`:
+    the message says what to do, so the command reports it as one line."""
 
 
 def check_finite_loss(loss: torch.Tensor, step: int, parts: Mapping[str, float | torch.Tensor] | None = None) -> None:
