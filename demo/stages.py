@@ -1,6 +1,7 @@
 """Running the two DC-CLIP stages the way a user does: write the run's YAML config, then call the entry point
 (`dcclip distill CONFIG` / `dcclip align CONFIG`) with it. The configs stay in the demo's output folder, so any run
-can be repeated by hand."""
+can be repeated by hand. The console shows one line and a labelled progress bar per run; the run's Trainer log goes
+to `train.log` in its output folder (`demo.console`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,10 @@ from pathlib import Path
 import yaml
 
 from dcclip.trainers import align, distill
+
+from .console import training_run_output
+
+RUN_LOG_FILE = "train.log"
 
 
 def write_config(values: dict, path: str | Path) -> Path:
@@ -19,14 +24,25 @@ def write_config(values: dict, path: str | Path) -> Path:
     return path
 
 
-def run_distillation(config_path: str | Path) -> Path:
-    """Stage 1 (`dcclip distill CONFIG`); returns the exported student folder (`trainer_state.json` is beside it)."""
-    trainer = distill.run([str(config_path)])
-    return Path(trainer.args.output_dir) / distill.FINAL_MODEL_DIR
+def _output_dir(config_path: Path) -> Path:
+    return Path(yaml.safe_load(config_path.read_text(encoding="utf-8"))["output_dir"])
 
 
-def run_alignment(config_path: str | Path) -> Path:
-    """Stage 2 (`dcclip align CONFIG`); returns the aligned student folder (`trainer_state.json` is beside it)."""
-    align.main([str(config_path)])
-    output_dir = yaml.safe_load(Path(config_path).read_text(encoding="utf-8"))["output_dir"]
-    return Path(output_dir) / align.FINAL_MODEL_DIR
+def run_distillation(config_path: str | Path, label: str) -> Path:
+    """Stage 1 (`dcclip distill CONFIG`); returns the exported student folder (`trainer_state.json` and the run's
+    `train.log` are beside it)."""
+    config_path = Path(config_path)
+    output_dir = _output_dir(config_path)
+    with training_run_output(label, output_dir / RUN_LOG_FILE, f"dcclip distill {config_path}") as callbacks:
+        distill.run([str(config_path)], extra_callbacks=callbacks)
+    return output_dir / distill.FINAL_MODEL_DIR
+
+
+def run_alignment(config_path: str | Path, label: str) -> Path:
+    """Stage 2 (`dcclip align CONFIG`); returns the aligned student folder (`trainer_state.json` and the run's
+    `train.log` are beside it)."""
+    config_path = Path(config_path)
+    output_dir = _output_dir(config_path)
+    with training_run_output(label, output_dir / RUN_LOG_FILE, f"dcclip align {config_path}") as callbacks:
+        align.main([str(config_path)], extra_callbacks=callbacks)
+    return output_dir / align.FINAL_MODEL_DIR

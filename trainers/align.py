@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
-from transformers import AutoProcessor, set_seed
+from transformers import AutoProcessor, TrainerCallback, set_seed
 
 from dcclip.trainers.alignment_config import AlignmentConfig
 from dcclip.trainers.alignment_trainer import AlignmentTrainer
@@ -45,8 +46,9 @@ def parse_args(argv: list[str]) -> tuple[StudentArguments, AlignmentDataArgument
     return parse_config_and_overrides((StudentArguments, AlignmentDataArguments, AlignmentConfig), argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Parse `[config.yaml] [--flag value ...]`, train, and save the aligned student to `<output_dir>/final`."""
+def main(argv: list[str] | None = None, extra_callbacks: Sequence[TrainerCallback] = ()) -> int:
+    """Parse `[config.yaml] [--flag value ...]`, train, and save the aligned student to `<output_dir>/final`.
+    `extra_callbacks` join the Trainer's own (for programs that run the stage in-process, such as the demo)."""
     student_args, data_args, config = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO if config.process_index == 0 else logging.WARNING)
     check_launcher(config)
@@ -76,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         teacher_shares_tokenizer=teacher is not None and shares_tokenizer(processor.tokenizer, teacher.tokenizer),
     )
 
-    callbacks = [CheckpointCompletionCallback(), SampleQualityCallback(train.quality_reports)]
+    callbacks = [CheckpointCompletionCallback(), SampleQualityCallback(train.quality_reports), *extra_callbacks]
     if data_args.zero_shot_benchmark:
         callbacks.append(
             ZeroShotEvaluationCallback.from_benchmark(

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
-from transformers import set_seed
+from transformers import TrainerCallback, set_seed
 
 from dcclip.trainers.arguments import (
     FINAL_MODEL_DIR,
@@ -56,8 +57,10 @@ def _training_stage(setup: DistillationSetup) -> TrainingStage:
     return TrainingStage(stage="feature_distillation", data_sources=sources, hyperparameters=hyperparameters)
 
 
-def run(argv: list[str]) -> DistillationTrainer:
-    """Run stage 1 from command-line arguments and export the student; returns the trainer (for inspection)."""
+def run(argv: list[str], extra_callbacks: Sequence[TrainerCallback] = ()) -> DistillationTrainer:
+    """Run stage 1 from command-line arguments and export the student; returns the trainer (for inspection).
+    `extra_callbacks` join the Trainer's own (a program that runs the stage in-process, such as the demo, shows its own
+    progress with them)."""
     student_args, data_args, config = parse_args(argv)
     logging.basicConfig(level=logging.INFO if config.process_index == 0 else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
@@ -81,7 +84,7 @@ def run(argv: list[str]) -> DistillationTrainer:
         train_dataset=training_rows(images, texts),
         data_collator=setup.collator(),
         processing_class=setup.student.processor,
-        callbacks=[CheckpointCompletionCallback(), SampleQualityCallback(quality_reports)],
+        callbacks=[CheckpointCompletionCallback(), SampleQualityCallback(quality_reports), *extra_callbacks],
     )
     trainer.train(resume_from_checkpoint=resolve_resume_checkpoint(config.resume_from_checkpoint, config.output_dir))
     final_dir = Path(config.output_dir) / FINAL_MODEL_DIR

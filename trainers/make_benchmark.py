@@ -3,6 +3,10 @@ as image folders, webdataset shards and data specs; `data/synthetic_scenes.py`) 
 
     python trainers/make_benchmark.py runs/benchmark [--seed 0] [--n_train 2000]
     python -m trainers.make_benchmark runs/benchmark        (or `dcclip make-benchmark ...`)
+    dcclip make-benchmark runs/regime --n_corpus 6000 --corpus_only_colours purple orange --pair_fractions 0.05 0.2
+
+The last form also writes the scarce-pairs regime: a pair corpus for the teacher, unpaired images and texts for
+stage 1, and nested subsets of the training pairs for stage 2 (docs/data.md).
 """
 
 from __future__ import annotations
@@ -10,10 +14,9 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import asdict
-from pathlib import Path
 
 from dcclip.command_line import CommandParser
-from dcclip.trainers.data.synthetic_scenes import generate_benchmark
+from dcclip.trainers.data.synthetic_scenes import COLOURS, generate_benchmark
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,6 +31,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--captions_per_image", type=int, default=3, help="retrieval captions per language")
     parser.add_argument("--shard_size", type=int, default=500, help="samples per webdataset shard")
     parser.add_argument("--image_format", choices=("png", "jpeg"), default="png")
+    parser.add_argument(
+        "--n_corpus", type=int, default=0,
+        help="pairs of a larger corpus (a teacher's pre-training data; also the unpaired images and texts); 0: none",
+    )  # fmt: skip
+    parser.add_argument(
+        "--corpus_only_colours", nargs="*", default=[], choices=[colour.en for colour in COLOURS],
+        help="colours the corpus shows and the training pairs never do",
+    )  # fmt: skip
+    parser.add_argument(
+        "--pair_fractions", nargs="*", type=float, default=[],
+        help="write a data spec of the first FRACTION of the training pairs for each (e.g. 0.01 0.05 0.2 1)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     paths = generate_benchmark(
         args.out_dir,
@@ -39,11 +54,11 @@ def main(argv: list[str] | None = None) -> int:
         captions_per_image=args.captions_per_image,
         shard_size=args.shard_size,
         image_format=args.image_format,
+        n_corpus=args.n_corpus,
+        corpus_only_colours=args.corpus_only_colours,
+        pair_fractions=args.pair_fractions,
     )
-    printable = {
-        key: str(value) if isinstance(value, Path) else [str(v) for v in value] for key, value in asdict(paths).items()
-    }
-    print(json.dumps(printable, indent=2))
+    print(json.dumps(asdict(paths), indent=2, default=str))
     return 0
 
 
