@@ -2,8 +2,10 @@
 starts from, stage 1 on unpaired images and texts (feature maps, or logits for the ablation), and stage 2 on a subset
 of the student's image-text pairs (after either stage 1, or from scratch for the alignment-only ablation).
 
-Every run goes through the stage entry points with a YAML config written under `configs/`; outputs go to `runs/`:
+Every run goes through the stage entry points with a YAML config written under `configs/`; outputs go to `runs/`.
+The teacher runs once over stage 1's data (`dcclip teacher-cache`); every stage-1 run reads its targets from there:
 
+    runs/teacher_cache/                             the teacher's feature maps and embeddings of stage 1's data
     runs/seed<S>/student_init/                      the initial student of seed S
     runs/seed<S>/stage1_<target>/                   stage 1 (feature_maps | logits)
     runs/seed<S>/<pair subset>/stage2_<variant>/    stage 2 on a pair subset (e.g. train_pairs_20pct)
@@ -18,7 +20,7 @@ from pathlib import Path
 from dcclip.trainers.data.synthetic_scenes import pair_subset_name
 
 from .scales import DemoScale
-from .stages import run_alignment, run_distillation, write_config
+from .stages import build_teacher_cache, run_alignment, run_distillation, write_config
 from .student import save_initial_student
 
 TEACHER = "teacher"
@@ -82,6 +84,7 @@ class StudentComparison:
         self.teacher = teacher
         self.data = data
         self.training_options = training_options
+        self.teacher_cache = out / "runs" / "teacher_cache"
 
     def _paths(self, seed: int, *parts: str) -> tuple[Path, Path]:
         """(config file, output folder) of one run."""
@@ -94,17 +97,37 @@ class StudentComparison:
             self.teacher, self.scale.student, self.scale.max_text_length, seed, self.out / "runs" / f"seed{seed}" / "student_init"
         )  # fmt: skip
 
-    def distil(self, seed: int, target: str, student: Path) -> Path:
-        """Stage 1 with `distill_target` `target` on the unpaired images and texts; returns the student folder."""
-        budget = self.scale.stage1
-        config_path, output_dir = self._paths(seed, f"stage1_{target}")
-        config = {
+    def _stage1_data(self, student: Path, target: str) -> dict:
+        return {
             "teacher": self.teacher,
             "student": str(student),
             "image_data": str(self.data.unpaired_images),
             "text_data": str(self.data.unpaired_texts),
             "distill_target": target,
             "max_text_length": self.scale.max_text_length,
+        }
+
+    def cache_teacher(self, student: Path) -> Path:
+        """Run the teacher once over stage 1's images and texts (`dcclip teacher-cache`, with the feature-map run's
+        config for `student`'s architecture, which every seed shares); returns the cache folder."""
+        config_path = self.out / "configs" / "teacher_cache.yaml"
+        config = {
+            **self._stage1_data(student, "feature_maps"),
+            "output_dir": str(self.teacher_cache),
+            "teacher_cache_dir": str(self.teacher_cache),
+            "cache_batch_size": self.scale.stage1.batch_size,
+            "use_cpu": self.training_options["use_cpu"],
+        }
+        return build_teacher_cache(write_config(config, config_path), "teacher cache")
+
+    def distil(self, seed: int, target: str, student: Path) -> Path:
+        """Stage 1 with `distill_target` `target` on the unpaired images and texts, the teacher's targets read from
+        the cache; returns the student folder."""
+        budget = self.scale.stage1
+        config_path, output_dir = self._paths(seed, f"stage1_{target}")
+        config = {
+            **self._stage1_data(student, target),
+            "teacher_cache_dir": str(self.teacher_cache),
             "output_dir": str(output_dir),
             "max_steps": budget.steps,
             "per_device_train_batch_size": budget.batch_size,
@@ -116,9 +139,11 @@ class StudentComparison:
         label = f"seed {seed} stage 1 ({target.replace('_', ' ')})"
         return run_distillation(write_config(config, config_path), label)
 
-    def align(self, seed: int, variant: str, student: Path, fraction: float, steps: int) -> Path:
-        """Stage 2 of `variant` from `student` on the pair subset of `fraction`; returns the student folder."""
+    def align(self, seed: int, variant: str, student: Path, fraction: float, from_scratch: bool) -> Path:
+        """Stage 2 of `variant` from `student` on the pair subset of `fraction` (`from_scratch`: the alignment-only
+        ablation, with both stages' steps and its own learning rate); returns the student folder."""
         budget = self.scale.stage2
+        steps = self.scale.align_only_steps if from_scratch else budget.steps
         subset = pair_subset_name(fraction)
         config_path, output_dir = self._paths(seed, subset, f"stage2_{variant}")
         config = {
@@ -128,7 +153,7 @@ class StudentComparison:
             "output_dir": str(output_dir),
             "max_steps": steps,
             "per_device_train_batch_size": budget.batch_size,
-            "learning_rate": budget.learning_rate,
+            "learning_rate": self.scale.align_only_learning_rate if from_scratch else budget.learning_rate,
             "warmup_steps": max(1, steps // 10),
             **self.training_options,
             "seed": seed,
@@ -140,6 +165,8 @@ class StudentComparison:
         """Every variant of `seed`, with stage 2 at each pair-set fraction: fraction -> variant name -> student
         folder. Stage 1 does not read pairs, so the stage-1-only variants are the same folders at every fraction."""
         start = self.initial_student(seed)
+        if not self.teacher_cache.is_dir():
+            self.cache_teacher(start)
         stage1 = {target: self.distil(seed, target, start) for target in ("feature_maps", "logits")}
         students: dict[float, dict[str, Path]] = {}
         for fraction in fractions:
@@ -149,7 +176,6 @@ class StudentComparison:
                     trained[variant.name] = stage1[variant.stage1]
                     continue
                 origin = stage1[variant.stage1] if variant.stage1 else start
-                steps = self.scale.stage2.steps if variant.stage1 else self.scale.align_only_steps
-                trained[variant.name] = self.align(seed, variant.name, origin, fraction, steps)
+                trained[variant.name] = self.align(seed, variant.name, origin, fraction, from_scratch=not variant.stage1)
             students[fraction] = trained
         return students

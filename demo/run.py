@@ -254,6 +254,13 @@ def combine(shared: EvaluationResults, own: EvaluationResults | None, order: lis
     return results
 
 
+def _record_resources(run: report.RunRecord, clock: StepClock) -> None:
+    """Time and memory so far, into the run's record (up to the report itself, which takes a few seconds)."""
+    run.timings = [dataclasses.asdict(timing) for timing in clock.timings]
+    run.peak_memory = peak_memory_mb()
+    run.total_wall_s, run.total_cpu_s = clock.elapsed(), cpu_seconds()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `dcclip demo`; returns the exit status (0 also when a quality target is missed: the report
     says which)."""

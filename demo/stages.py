@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from dcclip.trainers import align, distill
+from dcclip.trainers import align, cache_teacher, distill
 
 from .console import training_run_output
 
@@ -36,6 +36,16 @@ def run_distillation(config_path: str | Path, label: str) -> Path:
     with training_run_output(label, output_dir / RUN_LOG_FILE, f"dcclip distill {config_path}") as callbacks:
         distill.run([str(config_path)], extra_callbacks=callbacks)
     return output_dir / distill.FINAL_MODEL_DIR
+
+
+def build_teacher_cache(config_path: str | Path, label: str) -> Path:
+    """`dcclip teacher-cache CONFIG` (a stage-1 config with `teacher_cache_dir`); returns the cache folder (its log,
+    `<folder>.log`, is beside it: the command needs an empty folder)."""
+    config_path = Path(config_path)
+    folder = Path(yaml.safe_load(config_path.read_text(encoding="utf-8"))["teacher_cache_dir"])
+    with training_run_output(label, folder.parent / f"{folder.name}.log", f"dcclip teacher-cache {config_path}"):
+        cache_teacher.main([str(config_path)])
+    return folder
 
 
 def run_alignment(config_path: str | Path, label: str) -> Path:
