@@ -131,7 +131,7 @@ class StudentComparison:
             "output_dir": str(output_dir),
             "max_steps": budget.steps,
             "per_device_train_batch_size": budget.batch_size,
-            "learning_rate": budget.learning_rate,
+            "learning_rate": self.scale.logits_learning_rate if target == "logits" else budget.learning_rate,
             "warmup_steps": max(1, budget.steps // 10),
             **self.training_options,
             "seed": seed,

@@ -20,7 +20,7 @@ MARKER_VERSION = 1
 DEMO_FOLDERS = ("benchmark", "tokenizer", "teacher", "runs", "configs", "final_student", "reload_check")
 # The demo's own log, appended to until the run ends: it may have grown after the last record.
 DEMO_LOG = "demo.log"
-SHOWN_FILES = 10  # foreign files named in a refusal
+SHOWN_ENTRIES = 10  # files or folders named in a refusal
 
 
 class OutputFolderError(SystemExit):
@@ -66,6 +66,19 @@ def foreign_files(root: Path) -> list[str]:
     return sorted(foreign)
 
 
+def describe_files(paths: list[str]) -> str:
+    """Relative paths, grouped by their first folder: `notes.md, runs/ (3 files)`; at most `SHOWN_ENTRIES` entries."""
+    groups: dict[str, list[str]] = {}
+    for path in paths:
+        top, _, rest = path.partition("/")
+        groups.setdefault(top + ("/" if rest else ""), []).append(path)
+    entries = [
+        files[0] if len(files) == 1 else f"{top} ({len(files)} files)" for top, files in sorted(groups.items())
+    ]
+    hidden = len(entries) - SHOWN_ENTRIES
+    return ", ".join(entries[:SHOWN_ENTRIES]) + (f" and {hidden} more" if hidden > 0 else "")
+
+
 def prepare_output_folder(out: Path) -> Path:
     """Create `out`, or empty an earlier demo's folder: only when every file in it is the demo's own (see the
     module docstring); otherwise refuse, naming the files and deleting nothing."""
@@ -79,11 +92,10 @@ def prepare_output_folder(out: Path) -> Path:
             )
         foreign = foreign_files(out)
         if foreign:
-            shown = ", ".join(foreign[:SHOWN_FILES]) + (f" and {len(foreign) - SHOWN_FILES} more" if len(foreign) > SHOWN_FILES else "")
             raise OutputFolderError(
                 f"dcclip demo: refusing to reuse {out}: it holds {len(foreign)} file(s) that the earlier demo run did "
-                f"not write or that changed since it wrote them ({shown}). Nothing was deleted. Move those files "
-                "elsewhere, or choose another --out"
+                f"not write or that changed since it wrote them ({describe_files(foreign)}). Nothing was deleted. Move "
+                "those files elsewhere, or choose another --out"
             )
         shutil.rmtree(out)  # every file in it is the earlier run's own
     out.mkdir(parents=True, exist_ok=True)

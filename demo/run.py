@@ -23,7 +23,6 @@ import dataclasses
 import logging
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
@@ -183,28 +182,23 @@ def prepare_teacher(args: argparse.Namespace, out: Path, scale: DemoScale, paths
     return str(final)
 
 
-@dataclass
-class StudentsByFraction:
-    """Trained students: pair-set fraction -> model name (variant and seed) -> folder."""
-
-    folders: dict[float, dict[str, Path]]
-
-
-def train_students(comparison: StudentComparison, seeds: list[int], fractions: tuple[float, ...]) -> StudentsByFraction:
-    """Step 3: every variant for every seed, stage 2 at every fraction."""
+def train_students(
+    comparison: StudentComparison, seeds: list[int], fractions: tuple[float, ...]
+) -> dict[float, dict[str, Path]]:
+    """Step 3: every variant for every seed, stage 2 at every fraction: fraction -> model name -> student folder."""
     folders: dict[float, dict[str, Path]] = {fraction: {} for fraction in fractions}
     for seed in seeds:
         for fraction, students in comparison.train_seed(seed, fractions).items():
             folders[fraction].update({model_name(variant, seed): folder for variant, folder in students.items()})
-    return StudentsByFraction(folders)
+    return folders
 
 
 def evaluate(
-    teacher: str, students: StudentsByFraction, paths: BenchmarkPaths, scale: DemoScale, device: str
-) -> tuple[dict[float, EvaluationResults], dict[str, EvaluatedModel]]:
+    teacher: str, students: dict[float, dict[str, Path]], paths: BenchmarkPaths, scale: DemoScale, device: str
+) -> tuple[dict[float, EvaluationResults], dict[float, dict[str, EvaluatedModel]]]:
     """Step 4: zero-shot (seen and held-out compositions) and retrieval scores of the teacher and every student; one
-    `EvaluationResults` per pair-set fraction (a student trained without pairs is evaluated once and appears in
-    each). Also returns the loaded models by name."""
+    `EvaluationResults` per pair-set fraction (the teacher and the students trained without pairs are evaluated
+    once and appear in each). Also returns the loaded models per fraction, by name."""
     zero_shot_tasks = load_builtin_benchmark(paths.eval_dir)
     zero_shot_tasks += [
         dataclasses.replace(task, name=f"{task.name}_unseen") for task in load_builtin_benchmark(paths.eval_unseen_dir)
@@ -218,18 +212,21 @@ def evaluate(
             models, zero_shot_tasks, retrieval_tasks, batch_size=scale.eval_batch_size, show_progress=False
         )
 
-    loaded: dict[str, EvaluatedModel] = {TEACHER: load_evaluated_model(teacher, "teacher", name=TEACHER, device=device)}
-    shared_folders = set.intersection(*(set(f.items()) for f in students.folders.values()))
-    for name, folder in sorted(shared_folders):
-        loaded[name] = load_evaluated_model(str(folder), "student", name=name, device=device)
-    shared = score(list(loaded.values()))
-    by_fraction = {}
-    for fraction, folders in students.folders.items():
-        own = [load_evaluated_model(str(folder), "student", name=name, device=device)
-               for name, folder in folders.items() if name not in loaded]  # fmt: skip
-        loaded.update({model.name: model for model in own})
-        by_fraction[fraction] = combine(shared, score(own) if own else None, order=[TEACHER, *sorted(folders, key=_by_variant)])
-    return by_fraction, loaded
+    def load(folder: Path, name: str) -> EvaluatedModel:
+        return load_evaluated_model(str(folder), "student", name=name, device=device)
+
+    # A model name (variant and seed) stands for one folder at every fraction only when stage 2 did not train it.
+    shared_folders = dict(set.intersection(*(set(folders.items()) for folders in students.values())))
+    shared_models = [load_evaluated_model(teacher, "teacher", name=TEACHER, device=device)]
+    shared_models += [load(folder, name) for name, folder in sorted(shared_folders.items())]
+    shared = score(shared_models)
+    results, models = {}, {}
+    for fraction, folders in students.items():
+        own = [load(folder, name) for name, folder in folders.items() if name not in shared_folders]
+        order = [TEACHER, *sorted(folders, key=_by_variant)]
+        results[fraction] = combine(shared, score(own) if own else None, order)
+        models[fraction] = {model.name: model for model in (*shared_models, *own)}
+    return results, models
 
 
 def _by_variant(name: str) -> tuple[int, int]:
@@ -315,11 +312,11 @@ def main(argv: list[str] | None = None) -> int:
             hub_folder = out / "final_student"
             final_name = model_name(FINAL_STUDENT, seeds[0])
             folder_report = export_for_hub(
-                students.folders[fractions[0]][final_name], results, final_name, hub_folder,
+                students[fractions[0]][final_name], results, final_name, hub_folder,
                 report.card_limitations(scale, run.pairs),
             )  # fmt: skip
             probe = reload_probe(paths.eval_dir, "colour_shape", limit=64)
-            final = loaded[final_name]
+            final = loaded[fractions[0]][final_name]
             reload = check_reload(
                 hub_folder, final.model, final.processor, probe.image_paths, probe.prompts, probe.labels,
                 out / "reload_check",

@@ -7,7 +7,13 @@ import os
 
 import pytest
 
-from dcclip.demo.output_folder import MARKER, OutputFolderError, prepare_output_folder, record_output_files
+from dcclip.demo.output_folder import (
+    MARKER,
+    OutputFolderError,
+    describe_files,
+    prepare_output_folder,
+    record_output_files,
+)
 
 
 def _earlier_run(folder, finished: bool = True):
@@ -52,6 +58,7 @@ def test_a_file_the_user_saved_in_an_earlier_demo_folder_survives_and_the_refusa
     message = str(refusal.value)
     assert "2 file(s) that the earlier demo run did not write" in message
     assert "my_notes.md" in message and "runs/seed0/plot.png" in message and "Nothing was deleted" in message
+    assert describe_files(["a/1", "a/2", "b.txt", "c/d/e"]) == "a/ (2 files), b.txt, c/d/e"
     assert (out / "my_notes.md").read_text() == "my analysis" and (out / "report.md").is_file()
 
 
