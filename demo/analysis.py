@@ -297,7 +297,8 @@ def bilingual_claim(results: EvaluationResults, final: str) -> Claim:
     )
     margin = 2 * max(gaps.spread, test_error)
     return Claim(
-        "The student is bilingual: Chinese zero-shot accuracy close to English, as the teacher's",
+        "The student is bilingual: its English and Chinese mean zero-shot accuracies differ by no more than the noise "
+        "or the teacher's own gap",
         f"EN − ZH mean gap: teacher {teacher_gap:+.1f} points, `{final}` {gaps.mean:+.1f} (seed spread "
         f"{gaps.spread:.1f}, test-set SE {test_error:.1f})",
         "supported" if abs(gaps.mean) <= max(margin, abs(teacher_gap)) else "not supported",

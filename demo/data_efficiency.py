@@ -20,7 +20,7 @@ from dcclip.trainers.data.synthetic_scenes import pair_subset_name
 from . import analysis
 from .comparison import FINAL_STUDENT, TEACHER
 from .plots import COLOURS, DPI, FONT_SIZE, pyplot
-from .report import RunRecord, regime_text, seed_text
+from .report import RunRecord, load_text, regime_text, seed_text
 
 STUDY_NAME = "data-efficiency"
 TABLE_FILE = "data_efficiency.md"
@@ -119,7 +119,8 @@ def render_study(
         "",
         *markdown_table(["claim", *(f"{pairs[f]:,} pairs" for f in fractions)], claim_rows).splitlines(),
         "",
-        f"Time: {run.total_wall_s / 60:.1f} min wall, {run.total_cpu_s / 60:.1f} min CPU. Figure: `{FIGURE_FILE}`; "
+        f"Time: {run.total_wall_s / 60:.1f} min wall, {run.total_cpu_s / 60:.1f} min CPU ({load_text(run)}). Figure: "
+        f"`{FIGURE_FILE}`; "
         f"every number: `{DATA_FILE}`; each size's evaluation: `results/`.",
     ]
     return "\n".join(lines) + "\n"

@@ -256,6 +256,7 @@ def _record_resources(run: report.RunRecord, clock: StepClock) -> None:
     run.timings = [dataclasses.asdict(timing) for timing in clock.timings]
     run.peak_memory = peak_memory_mb()
     run.total_wall_s, run.total_cpu_s = clock.elapsed(), cpu_seconds()
+    run.load_average["end"] = os.getloadavg()[0]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -273,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the data loader forks after the tokenizer ran
     fractions = scale.study_pair_fractions if args.study else (scale.pair_fraction,)
     clock = StepClock(STUDY_STEPS if args.study else DEMO_STEPS)
+    load_at_start = os.getloadavg()[0]
     what = f"study {args.study}" if args.study else "demo"
     print(f"dcclip demo ({what}): scale {scale.name}, data and teacher seed {args.seed}, student seeds "
           f"{', '.join(map(str, seeds))}, device {device}, {args.threads} thread(s) -> {out}")  # fmt: skip
@@ -298,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
         scale=scale.to_dict(), seed=args.seed, student_seeds=seeds, device=device, threads=args.threads,
         teacher=teacher, teacher_trained_here=not args.teacher, variants=[dataclasses.asdict(v) for v in VARIANTS],
         final_student=FINAL_STUDENT, corpus_only_colours=list(scale.benchmark.corpus_only_colours),
-        pairs={f"{100 * f:g}%": scale.num_pairs(f) for f in fractions},
+        pairs={f"{100 * f:g}%": scale.num_pairs(f) for f in fractions}, load_average={"start": load_at_start},
     )  # fmt: skip
     if args.study:
         with clock.step(5, "report: the data-efficiency table and figure"):
