@@ -125,7 +125,8 @@ def variant_retention(results: EvaluationResults, variant: str, language: str) -
     teacher = language_mean(results, results.teacher, language).mean
     if teacher == 0:
         return None
-    return SeedValues([100 * language_mean(results, m, language).mean / teacher for m in seed_models(results, variant).values()])
+    models = seed_models(results, variant).values()
+    return SeedValues([100 * language_mean(results, model, language).mean / teacher for model in models])
 
 
 def mean_task_retention(results: EvaluationResults, variant: str, language: str) -> SeedValues | None:
@@ -166,9 +167,9 @@ class Comparison:
 
     def describe(self) -> str:
         parts = [
-            f"{language.upper()} {self.difference[language].mean:+.1f} (seed spread {self.difference[language].spread:.1f}, "
+            f"{language.upper()} {difference.mean:+.1f} (seed spread {difference.spread:.1f}, "
             f"test-set SE {self.test_standard_error[language]:.1f})"
-            for language in self.difference
+            for language, difference in self.difference.items()
         ]
         return f"`{self.better}` − `{self.worse}`, mean zero-shot accuracy in points: " + "; ".join(parts)
 
@@ -289,12 +290,15 @@ def retention_claim(results: EvaluationResults, final: str, parameter_ratio: flo
 
 def bilingual_claim(results: EvaluationResults, final: str) -> Claim:
     """Whether the final student's EN - ZH gap stays within its noise or within the teacher's own gap."""
+    def gap(model: str) -> float:
+        return 100 * (language_mean(results, model, "en").mean - language_mean(results, model, "zh").mean)
+
+    def gap_error(model: str) -> float:
+        return 100 * math.sqrt(sum(language_mean(results, model, lang).standard_error ** 2 for lang in LANGUAGES))
+
     per_seed = seed_models(results, final).values()
-    gaps = SeedValues([100 * (language_mean(results, m, "en").mean - language_mean(results, m, "zh").mean) for m in per_seed])
-    teacher_gap = 100 * (language_mean(results, TEACHER, "en").mean - language_mean(results, TEACHER, "zh").mean)
-    test_error = statistics.fmean(
-        100 * math.sqrt(sum(language_mean(results, m, lang).standard_error ** 2 for lang in LANGUAGES)) for m in per_seed
-    )
+    gaps, teacher_gap = SeedValues([gap(model) for model in per_seed]), gap(TEACHER)
+    test_error = statistics.fmean(gap_error(model) for model in per_seed)
     margin = 2 * max(gaps.spread, test_error)
     return Claim(
         "The student is bilingual: its English and Chinese mean zero-shot accuracies differ by no more than the noise "

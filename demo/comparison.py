@@ -42,7 +42,9 @@ class Variant:
 VARIANTS: tuple[Variant, ...] = (
     Variant(FINAL_STUDENT, "DC-CLIP: feature-map distillation, then bilingual alignment", "feature_maps", True),
     Variant("fm-only", "ablation: feature-map distillation alone (no stage 2)", "feature_maps", False),
-    Variant("logits+align", "ablation: logit distillation instead of feature maps, then the same stage 2", "logits", True),
+    Variant(
+        "logits+align", "ablation: logit distillation instead of feature maps, then the same stage 2", "logits", True
+    ),
     Variant("logits-only", "ablation: logit distillation alone (no stage 2)", "logits", False),
     Variant("align-only", "ablation: bilingual alignment alone from the same initial student, no teacher", None, True),
 )
@@ -93,9 +95,8 @@ class StudentComparison:
 
     def initial_student(self, seed: int) -> Path:
         """The untrained student of `seed`, saved once: every variant of this seed starts from these weights."""
-        return save_initial_student(
-            self.teacher, self.scale.student, self.scale.max_text_length, seed, self.out / "runs" / f"seed{seed}" / "student_init"
-        )  # fmt: skip
+        folder = self.out / "runs" / f"seed{seed}" / "student_init"
+        return save_initial_student(self.teacher, self.scale.student, self.scale.max_text_length, seed, folder)
 
     def _stage1_data(self, student: Path, target: str) -> dict:
         return {
@@ -176,6 +177,7 @@ class StudentComparison:
                     trained[variant.name] = stage1[variant.stage1]
                     continue
                 origin = stage1[variant.stage1] if variant.stage1 else start
-                trained[variant.name] = self.align(seed, variant.name, origin, fraction, from_scratch=not variant.stage1)
+                scratch = variant.stage1 is None
+                trained[variant.name] = self.align(seed, variant.name, origin, fraction, from_scratch=scratch)
             students[fraction] = trained
         return students

@@ -20,7 +20,7 @@ from dcclip.trainers.data.synthetic_scenes import pair_subset_name
 from . import analysis
 from .comparison import FINAL_STUDENT, TEACHER
 from .plots import COLOURS, DPI, FONT_SIZE, pyplot
-from .report import RunRecord, load_text, regime_text, seed_text
+from .report import RunRecord, load_text, regime_text, seed_text, seed_values_dict
 
 STUDY_NAME = "data-efficiency"
 TABLE_FILE = "data_efficiency.md"
@@ -126,7 +126,9 @@ def render_study(
     return "\n".join(lines) + "\n"
 
 
-def write_study(out: Path, results: dict[float, EvaluationResults], pairs: dict[float, int], run: RunRecord) -> list[Path]:
+def write_study(
+    out: Path, results: dict[float, EvaluationResults], pairs: dict[float, int], run: RunRecord
+) -> list[Path]:
     """Write the study's table, data, figure and per-size results into `out`; returns the table first."""
     results_dir = out / "results"
     results_dir.mkdir(exist_ok=True)
@@ -142,7 +144,7 @@ def write_study(out: Path, results: dict[float, EvaluationResults], pairs: dict[
                 "fraction": fraction,
                 "pairs": pairs[fraction],
                 "mean_zero_shot_pct": {
-                    variant: {lang: {"mean": v.mean, "spread": v.spread, "values": v.values} for lang, v in by_lang.items()}
+                    variant: {lang: seed_values_dict(v) for lang, v in by_lang.items()}
                     for variant, by_lang in table[fraction].items()
                 },
                 "claims": [

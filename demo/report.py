@@ -114,6 +114,16 @@ def per_task_rows(results: EvaluationResults, variants: list[str]) -> list[list[
     return rows
 
 
+def claims(results: EvaluationResults, run: RunRecord) -> list[analysis.Claim]:
+    """The set-up condition and the paper's claims, judged on this run's results."""
+    return analysis.paper_claims(results, run.final_student, parameter_ratio(results, run.final_student))
+
+
+def seed_values_dict(values: analysis.SeedValues) -> dict:
+    """`{"mean", "spread", "values"}` of a quantity measured once per seed (the JSON outputs' form)."""
+    return {"mean": values.mean, "spread": values.spread, "values": values.values}
+
+
 def target_rows(results: EvaluationResults, run: RunRecord) -> list[list[str]]:
     """The demo's targets, measured."""
     final = run.final_student
@@ -164,10 +174,11 @@ def load_text(run: RunRecord) -> str:
 def regime_text(scale: dict, pairs: dict[str, int], colours: list[str]) -> str:
     """The data regime in one paragraph."""
     bench = scale["benchmark"]
+    corpus = bench["n_corpus"]
     sizes = ", ".join(f"{count:,} ({share})" for share, count in pairs.items())
     return (
-        f"Data regime: the teacher is pre-trained on a corpus of {bench['n_corpus']:,} image-text pairs; stage 1 sees "
-        f"{bench['n_corpus'] // 2:,} of its images and the captions of its other {bench['n_corpus'] - bench['n_corpus'] // 2:,} "
+        f"Data regime: the teacher is pre-trained on a corpus of {corpus:,} image-text pairs; stage 1 sees "
+        f"{corpus // 2:,} of its images and the captions of its other {corpus - corpus // 2:,} "
         f"scenes, unpaired (no image meets its caption); stage 2 sees {sizes} of the student's {bench['n_train']:,} "
         f"image-text pairs, which never show the colours {', '.join(colours)} (the corpus does). Images are rendered "
         f"at {bench['image_size']} px."
@@ -230,8 +241,7 @@ def render_report(results: EvaluationResults, run: RunRecord) -> str:
         "per-seed difference) and twice its test-set standard error (binomial, over the test images).",
         "",
         *_table(["claim", "evidence", "verdict"],
-                [[c.claim, c.evidence, f"**{c.verdict}**"]
-                 for c in analysis.paper_claims(results, final, parameter_ratio(results, final))]),  # fmt: skip
+                [[claim.claim, claim.evidence, f"**{claim.verdict}**"] for claim in claims(results, run)]),
         "",
         "## Time and memory",
         "",
@@ -264,7 +274,7 @@ def headline(results: EvaluationResults) -> dict:
     `{"mean", "spread", "values"}` over the seeds."""
 
     def values(value: analysis.SeedValues | None) -> dict | None:
-        return None if value is None else {"mean": value.mean, "spread": value.spread, "values": value.values}
+        return None if value is None else seed_values_dict(value)
 
     return {
         variant: {
@@ -288,7 +298,7 @@ def save_summary(out: Path, results: EvaluationResults, run: RunRecord) -> Path:
         **asdict(run),
         "parameters": {variant: parameters(results, variant) for variant in analysis.variants(results)},
         "headline": headline(results),
-        "claims": [asdict(c) for c in analysis.paper_claims(results, run.final_student, parameter_ratio(results, run.final_student))],
+        "claims": [asdict(claim) for claim in claims(results, run)],
         "teacher_against_chance": [asdict(row) for row in analysis.teacher_against_chance(results)],
     }
     path = out / SUMMARY_FILE
@@ -323,8 +333,7 @@ def console_summary(results: EvaluationResults, run: RunRecord) -> str:
     lines.insert(1, "-" * len(lines[0]))
     note = (f"ZS: mean zero-shot accuracy (%) over the tasks; ret: retention of the teacher's mean; R: retrieval mean "
             f"recall (%); each ± its spread over student seeds {', '.join(map(str, run.student_seeds))}")  # fmt: skip
-    verdicts = [f"  {claim.verdict}: {claim.claim}" for claim in
-                analysis.paper_claims(results, run.final_student, parameter_ratio(results, run.final_student))]  # fmt: skip
+    verdicts = [f"  {claim.verdict}: {claim.claim}" for claim in claims(results, run)]
     return "\n".join([*lines, note, "", "claims (docs/demo.md says how they are judged):", *verdicts])
 
 

@@ -283,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     with clock.step(1, "benchmark: render the data regime and read it back"):
         paths = render_benchmark(out, scale, args.seed, fractions)
     record_output_files(out, finished=False)
-    with clock.step(2, "teacher" + (f": {args.teacher}" if args.teacher else ": contrastive pre-training of a small AltCLIP")):
+    teacher_title = "teacher: " + (args.teacher or "contrastive pre-training of a small AltCLIP")
+    with clock.step(2, teacher_title):
         teacher = prepare_teacher(args, out, scale, paths, common)
     record_output_files(out, finished=False)
     data = ComparisonData(paths.unpaired_images_spec, paths.unpaired_texts_spec, paths.pair_subset_specs)
@@ -323,11 +324,13 @@ def main(argv: list[str] | None = None) -> int:
                 hub_folder, final.model, final.processor, probe.image_paths, probe.prompts, probe.labels,
                 out / "reload_check",
             )  # fmt: skip
-            print(f"  {final_name}: {len(folder_report.upload_files)} files ready to upload; reload: {describe_reload(reload)}")
+            files_ready = len(folder_report.upload_files)
+            print(f"  {final_name}: {files_ready} files ready to upload; reload: {describe_reload(reload)}")
         record_output_files(out, finished=False)
         with clock.step(6, "report: report.md, results.json, plots"):
             _record_resources(run, clock)
-            run.reload_check, run.hub_folder, run.hub_files = dataclasses.asdict(reload), str(hub_folder), folder_report.upload_files
+            run.reload_check, run.hub_folder = dataclasses.asdict(reload), str(hub_folder)
+            run.hub_files = folder_report.upload_files
             files = report.write_demo_report(out, results, run)
         print()
         print(report.console_summary(results, run))

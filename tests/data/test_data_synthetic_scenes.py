@@ -247,8 +247,9 @@ def test_a_regime_that_cannot_be_built_is_refused_before_anything_is_written(tmp
 
 
 def test_cli_writes_the_regime_and_prints_every_spec(tmp_path, capsys):
-    arguments = [str(tmp_path / "bench"), "--n-train", "10", "--n-eval", "2", "--n-retrieval", "1", "--image-size", "32",
-                 "--n-corpus", "8", "--corpus-only-colours", "purple", "--pair-fractions", "0.5", "1"]  # fmt: skip
+    arguments = [str(tmp_path / "bench"), "--n-train", "10", "--n-eval", "2", "--n-retrieval", "1",
+                 "--image-size", "32", "--n-corpus", "8", "--corpus-only-colours", "purple",
+                 "--pair-fractions", "0.5", "1"]  # fmt: skip
     assert main(arguments) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["unpaired_texts_spec"] == str(tmp_path / "bench" / "unpaired_texts.yaml")

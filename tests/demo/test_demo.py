@@ -64,7 +64,8 @@ def test_every_step_reports_its_time_and_every_run_names_its_config_and_log(tiny
         log = out / "runs" / f"seed{seed}" / "stage1_feature_maps" / "train.log"
         assert f"  seed {seed} stage 1 (feature maps): dcclip distill {config}  (log: {log})" in lines
         config = out / "configs" / f"seed{seed}" / SUBSET / "stage2_align-only.yaml"
-        assert any(line.startswith(f"  seed {seed} align-only (") and f"dcclip align {config}" in line for line in lines)
+        align_only = [line for line in lines if line.startswith(f"  seed {seed} align-only (")]
+        assert len(align_only) == 1 and f"dcclip align {config}" in align_only[0]
     assert "same numbers" in completed.stdout  # the reload check line
     assert lines[-1].startswith("dcclip demo finished in") and f"it wrote {out}: report.md" in lines[-1]
 

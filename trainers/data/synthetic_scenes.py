@@ -590,7 +590,8 @@ def _write_pair_subset(paths: BenchmarkPaths, fraction: float, n_pairs: int) -> 
     folder = paths.root / "pair_subsets"
     folder.mkdir(exist_ok=True)
     rows = _metadata_rows(paths.train_dir)[: pair_subset_size(fraction, n_pairs)]
-    _write_jsonl(folder / f"{name}.jsonl", ({key: row[key] for key in ("file_name", *_CAPTIONS.values())} for row in rows))
+    columns = ("file_name", *_CAPTIONS.values())
+    _write_jsonl(folder / f"{name}.jsonl", ({key: row[key] for key in columns} for row in rows))
     return DataSpec(
         sources=[SourceSpec(name=name, kind="json", data_files=[f"pair_subsets/{name}.jsonl"], image_column="file_name",
                             image_root="train", caption_columns=_CAPTIONS)]
