@@ -75,8 +75,9 @@ def build_parser() -> CommandParser:
         help="seed of the data and the teacher; the student seeds are SEED, SEED+1, ... (--seeds of them)",
     )  # fmt: skip
     parser.add_argument(
-        "--seeds", type=int, help="student seeds: every variant is trained once per seed (default: the scale's, 3)"
-    )
+        "--seeds", type=int,
+        help="student seeds, at least 2: every variant is trained once per seed (default: the scale's; small 3)",
+    )  # fmt: skip
     parser.add_argument("--scale", choices=sorted(SCALES), default="small", help="sizes and budgets (demo/scales.py)")
     parser.add_argument(
         "--device", choices=["auto", "cpu", "cuda"], default="auto",

@@ -1,5 +1,6 @@
 """The demo's stand-in for `BAAI/AltCLIP`: a small model of the AltCLIP architecture (transformers' `AltCLIPModel`:
-ViT image tower, XLM-R text tower pooled at its first token) trained contrastively on the benchmark with the HF Trainer.
+ViT image tower, XLM-R text tower pooled at its first token) trained contrastively with the HF Trainer on the
+benchmark's pair corpus, which shows more than the student's pairs do (docs/demo.md, "The data regime").
 
 This is not a DC-CLIP stage: the real teacher comes pretrained. It exists because the real one cannot be downloaded
 here; `dcclip demo --teacher BAAI/AltCLIP` skips it.
