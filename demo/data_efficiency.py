@@ -28,6 +28,7 @@ DATA_FILE = "data_efficiency.json"
 FIGURE_FILE = "data_efficiency.png"
 # The variants of the figure: the method, stage 1 alone, logits + alignment, alignment from scratch.
 PLOTTED = (FINAL_STUDENT, "fm-only", "logits+align", "align-only")
+DODGE = 1.06  # x factor between neighbouring lines on the log axis
 # The comparisons judged at each size: (claim, better, worse).
 STUDY_CLAIMS = (
     ("teacher above alignment alone (knowledge to distil)", TEACHER, "align-only"),
@@ -60,10 +61,12 @@ def plot_data_efficiency(
     for axis, language in zip(axes, analysis.LANGUAGES):
         teacher = table[fractions[0]][TEACHER][language].mean
         axis.axhline(teacher, color=COLOURS[TEACHER], linestyle="--", label=TEACHER)
-        for variant in PLOTTED:
+        for index, variant in enumerate(PLOTTED):
             values = [table[f][variant][language] for f in fractions]
             label = variant + (" (reads no pairs)" if variant == "fm-only" else "")
-            axis.errorbar(x, [v.mean for v in values], yerr=[v.spread for v in values], color=COLOURS[variant],
+            # Each line a little to the side (a few % on the log axis), so that error bars at one size do not overlap.
+            shifted = [n * DODGE ** (index - (len(PLOTTED) - 1) / 2) for n in x]
+            axis.errorbar(shifted, [v.mean for v in values], yerr=[v.spread for v in values], color=COLOURS[variant],
                           marker="o", capsize=3, label=label)  # fmt: skip
         axis.set_xscale("log")
         axis.set_xticks(x, [f"{n:,}" for n in x])
