@@ -337,17 +337,21 @@ def console_summary(results: EvaluationResults, run: RunRecord) -> str:
     return "\n".join([*lines, note, "", "claims (docs/demo.md says how they are judged):", *verdicts])
 
 
-def card_limitations(scale: DemoScale, pairs: dict[str, int]) -> str:
-    """The model card's limitations section for a demo-trained student: what it saw, and where it will not work."""
+def card_limitations(scale: DemoScale, pairs: dict[str, int], given_teacher: str | None) -> str:
+    """The model card's limitations section for a demo-trained student: what it saw, and where it will not work
+    (`given_teacher`: the `--teacher` it was distilled from, None when the demo pre-trained one)."""
     bench = scale.benchmark
-    colours = ", ".join(bench.corpus_only_colours)
+    colours = " or ".join(bench.corpus_only_colours)
+    half = bench.n_corpus // 2
+    teacher = (f"Its teacher, `{given_teacher}`, was given" if given_teacher
+               else f"Its teacher was pre-trained here on {bench.n_corpus:,} such pairs")  # fmt: skip
     return (
         f"This model was trained by `dcclip demo` (scale `{scale.name}`) on synthetic data only: {bench.image_size} px "
-        "renderings of one to three shapes (circle, square, triangle, star, cross) in one of six colours, in the "
-        "left, middle or right third of a plain, gradient or textured light or dark background, with template "
-        f"captions in English and Chinese. Its teacher was pre-trained here on {bench.n_corpus:,} such pairs; stage 1 "
-        f"distilled it on {bench.n_corpus // 2:,} of their images and other scenes' captions; stage 2 aligned it on "
-        f"{', '.join(f'{n:,}' for n in pairs.values())} pairs that never show {colours}.\n\n"
+        f"renderings (read at {scale.student.image_size} px) of one to three shapes (circle, square, triangle, star, "
+        "cross) in one of six colours, in the left, middle or right third of a plain, gradient or textured light or "
+        f"dark background, with template captions in English and Chinese. {teacher}; stage 1 distilled it on {half:,} "
+        f"images of a {bench.n_corpus:,}-pair corpus and the captions of {bench.n_corpus - half:,} other scenes of it; stage 2 aligned it on {', '.join(f'{n:,}' for n in pairs.values())} "
+        f"pairs that never show {colours}.\n\n"
         "It does not work on photographs or on any image unlike the benchmark's: it knows only these colours, shapes, "
         "counts and positions, at the benchmark's sizes and layout (a shape much larger than the benchmark draws, or "
         "two different shapes in one image, are outside what it saw), and only the caption and prompt phrasings of "

@@ -317,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
             final_name = model_name(FINAL_STUDENT, seeds[0])
             folder_report = export_for_hub(
                 students[fractions[0]][final_name], results, final_name, hub_folder,
-                report.card_limitations(scale, run.pairs),
+                report.card_limitations(scale, run.pairs, args.teacher),
             )  # fmt: skip
             probe = reload_probe(paths.eval_dir, "colour_shape", limit=64)
             final = loaded[fractions[0]][final_name]
