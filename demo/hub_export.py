@@ -91,9 +91,12 @@ def reload_probe(benchmark_split: str | Path, task: str, limit: int) -> ReloadPr
     return ReloadProbe([str(split / row["file_name"]) for row in rows], prompts, [row[spec["label_column"]] for row in rows])
 
 
-def export_for_hub(student_dir: str | Path, results: EvaluationResults, student_name: str, output_dir: str | Path) -> FolderReport:
+def export_for_hub(
+    student_dir: str | Path, results: EvaluationResults, student_name: str, output_dir: str | Path, limitations: str
+) -> FolderReport:
     """Copy the student folder (without the Trainer's pickled `training_args.bin`), write its model card from
-    `results`, and run the publishing check on the result (raises `FolderCheckError` listing every problem)."""
+    `results` with `limitations` (what it was trained on, where it will not work), and run the publishing check on
+    the result (raises `FolderCheckError` listing every problem)."""
     output_dir = Path(output_dir)
     if output_dir.exists():
         shutil.rmtree(output_dir)
@@ -106,6 +109,7 @@ def export_for_hub(student_dir: str | Path, results: EvaluationResults, student_
             results=results,
             student=select_student(results, report, student_name),
             training=read_training_record(output_dir),
+            limitations=limitations,
         )
     )
     card.save(output_dir / "README.md")

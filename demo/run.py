@@ -1,18 +1,19 @@
-"""`dcclip demo`: the whole DC-CLIP method end to end, offline, on the built-in bilingual benchmark.
+"""`dcclip demo`: the whole DC-CLIP method end to end, offline, on the built-in bilingual benchmark, in the data regime
+of the paper: a teacher pre-trained on a large pair corpus, stage 1 on unpaired images and texts, stage 2 on a small
+set of image-text pairs.
 
 Steps (each prints one line when it starts and one with its time when it ends):
 
-1. generate the benchmark (image folders + webdataset shards) and read it back through the data loaders;
-2. train a small AltCLIP-architecture teacher contrastively (skipped with `--teacher`);
-3. stage 1: feature-map distillation into a smaller student (`dcclip distill`);
-4. stage 2: bilingual InfoNCE alignment (`dcclip align`);
-5. ablations on the same data and budget: logit distillation instead of feature maps (then the same stage 2),
-   and alignment alone from scratch; stage 1 alone is scored as it is;
-6. zero-shot classification (EN, ZH) of the teacher and every student, seen and held-out compositions, + retrieval;
-7. the final student as a Hub-ready folder, reloaded with `AutoModel` in a fresh process and compared;
-8. `report.md`, `results.json`, `demo_summary.json` and PNG plots, and the summary table on the console.
+1. render the benchmark: the teacher's pair corpus, unpaired images and texts, the student's pairs, evaluation splits;
+2. pre-train a small AltCLIP-architecture teacher on the corpus (skipped with `--teacher`);
+3. train the students, once per student seed: stage 1 (`dcclip distill`) with feature maps, and with logits for the
+   ablation; stage 2 (`dcclip align`) after each, and alone from scratch for the ablation;
+4. zero-shot classification (EN, ZH) of the teacher and every student, seen and held-out compositions, + retrieval;
+5. the first seed's final student as a Hub-ready folder, reloaded with `AutoModel` in a fresh process and compared;
+6. `report.md`, `results.json`, `demo_summary.json` and PNG plots, and the summary table on the console.
 
-See docs/demo.md for the outputs and how to read them.
+`--study data-efficiency` runs steps 1-4 at several sizes of the stage-2 pair set and writes the study's table and
+figure instead of steps 5-6. See docs/demo.md for the outputs and how to read them.
 """
 
 from __future__ import annotations
@@ -21,13 +22,7 @@ import argparse
 import dataclasses
 import logging
 import os
-import resource
-import shutil
 import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
@@ -35,114 +30,69 @@ import torch
 import transformers
 
 from dcclip.command_line import CommandParser
-from dcclip.evaluation.model_loading import load_evaluated_model
-from dcclip.evaluation.report import build_report, write_report
+from dcclip.evaluation.model_loading import EvaluatedModel, load_evaluated_model
+from dcclip.evaluation.report import add_teacher_retention, build_report
+from dcclip.evaluation.results import EvaluationResults
 from dcclip.evaluation.tasks import load_builtin_benchmark, load_retrieval_split
-from dcclip.trainers.data import DataSpec, SourceSpec, benchmark_text_corpus, generate_benchmark, load_image_text_data
+from dcclip.trainers.data import BenchmarkPaths, benchmark_text_corpus, generate_benchmark, load_image_text_data
 from dcclip.trainers.data.tokenizer import build_bilingual_tokenizer
 
 from . import report
+from .comparison import (
+    FINAL_STUDENT,
+    TEACHER,
+    VARIANT_NAMES,
+    VARIANTS,
+    ComparisonData,
+    StudentComparison,
+    model_name,
+    split_model_name,
+    student_seeds,
+)
+from .console import LOG_FORMAT, StepClock, cpu_seconds, minutes, peak_memory_mb, training_run_output
+from .data_efficiency import STUDY_NAME, write_study
 from .hub_export import check_reload, describe_reload, export_for_hub, reload_probe
+from .output_folder import prepare_output_folder, record_output_files
 from .scales import SCALES, DemoScale, get_scale
-from .stages import run_alignment, run_distillation, write_config
-from .student import save_initial_student
 from .teacher_pretraining import pretrain_teacher
 
 logger = logging.getLogger("demo")
 
-TOTAL_STEPS = 8
-# Written first into the output folder: a later run may clear only a folder that carries it.
-OUTPUT_MARKER = ".dcclip-demo"
-
-TEACHER = "teacher"
-FINAL_STUDENT = "dc-clip"
-
-
-@dataclass(frozen=True)
-class Variant:
-    """One student of the comparison: what it is and how it was trained."""
-
-    name: str
-    description: str
-    stage1: str | None  # distill_target of stage 1, None: no stage 1
-    aligned: bool  # went through stage 2
-
-
-VARIANTS: tuple[Variant, ...] = (
-    Variant(FINAL_STUDENT, "DC-CLIP: feature-map distillation, then bilingual alignment", "feature_maps", True),
-    Variant("fm-only", "ablation: feature-map distillation alone (no stage 2)", "feature_maps", False),
-    Variant("logits+align", "ablation: logit distillation instead of feature maps, then the same stage 2", "logits", True),
-    Variant("logits-only", "ablation: logit distillation alone (no stage 2)", "logits", False),
-    Variant("align-only", "ablation: bilingual alignment alone from the same initial student, no teacher", None, True),
-)
-
-
-@dataclass
-class StepTiming:
-    """Wall-clock and CPU time of one demo step (CPU: this process and its finished children)."""
-
-    number: int
-    title: str
-    wall_s: float
-    cpu_s: float
-
-
-def _cpu_seconds() -> float:
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-
-
-def peak_memory_mb() -> dict[str, float]:
-    """Peak resident memory so far (MB): this process, and the largest of its finished child processes."""
-    # ru_maxrss is in kilobytes on Linux
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return {"process_mb": own, "largest_child_mb": children}
-
-
-class StepClock:
-    """Prints a line when a step starts and one with its wall / CPU time when it ends; keeps the timings."""
-
-    def __init__(self) -> None:
-        self.start = time.perf_counter()
-        self.timings: list[StepTiming] = []
-
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.start
-
-    @contextmanager
-    def step(self, number: int, title: str) -> Iterator[None]:
-        print(f"\n[demo {number}/{TOTAL_STEPS}] {title} ...", flush=True)
-        wall, cpu = time.perf_counter(), _cpu_seconds()
-        yield
-        timing = StepTiming(number, title, time.perf_counter() - wall, _cpu_seconds() - cpu)
-        self.timings.append(timing)
-        print(
-            f"[demo {number}/{TOTAL_STEPS}] {title}: done in {timing.wall_s:.1f} s "
-            f"(CPU {timing.cpu_s:.1f} s; {_minutes(self.elapsed())} since start)",
-            flush=True,
-        )
-
-
-def _minutes(seconds: float) -> str:
-    return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
+DEMO_STEPS = 6
+STUDY_STEPS = 5
+DEFAULT_OUT = {None: Path("dcclip-demo"), STUDY_NAME: Path("dcclip-demo-data-efficiency")}
 
 
 def build_parser() -> CommandParser:
     parser = CommandParser(
         prog="dcclip demo", description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--out", type=Path, default=Path("dcclip-demo"), help="output folder (default: ./dcclip-demo)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the data, every model's weights and data order")
+    parser.add_argument(
+        "--out", type=Path, help="output folder (default: ./dcclip-demo, ./dcclip-demo-data-efficiency with --study)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0,
+        help="seed of the data and the teacher; the student seeds are SEED, SEED+1, ... (--seeds of them)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--seeds", type=int,
+        help="student seeds, at least 2: every variant is trained once per seed (default: the scale's; small 3)",
+    )  # fmt: skip
     parser.add_argument("--scale", choices=sorted(SCALES), default="small", help="sizes and budgets (demo/scales.py)")
     parser.add_argument(
-        "--device", choices=["auto", "cpu", "cuda"], default="auto", help="where to train and evaluate (auto: a GPU if any)"
-    )
+        "--device", choices=["auto", "cpu", "cuda"], default="auto",
+        help="where to train and evaluate (auto: a GPU when torch sees one). cuda is the first visible GPU, as for "
+        "the Trainer; pick another with CUDA_VISIBLE_DEVICES",
+    )  # fmt: skip
     parser.add_argument(
         "--teacher",
         help="use this teacher (Hub id such as BAAI/AltCLIP, or a folder with model + processor) instead of "
-        "training the small one; the student then uses its tokenizer",
+        "pre-training the small one; the student then uses its tokenizer",
     )
+    parser.add_argument(
+        "--study", choices=[STUDY_NAME],
+        help="data-efficiency: every variant at several sizes of the stage-2 pair set (longer; see docs/demo.md)",
+    )  # fmt: skip
     parser.add_argument(
         "--threads",
         type=int,
@@ -162,23 +112,12 @@ def resolve_device(name: str) -> str:
     return name
 
 
-def prepare_output_dir(out: Path) -> Path:
-    """Create the output folder; clear it only when it holds an earlier demo run (it carries `OUTPUT_MARKER`)."""
-    if out.exists() and any(out.iterdir()):
-        if not (out / OUTPUT_MARKER).is_file():
-            raise SystemExit(f"dcclip demo: {out} exists, is not empty and is not a demo output folder; choose --out")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / OUTPUT_MARKER).write_text("written by `dcclip demo`; the next run into this folder replaces it\n")
-    return out.resolve()
-
-
 def configure_logging(log_file: Path) -> None:
     """Everything (INFO and up) to `demo.log`; only warnings on the console, beside the step lines and bars."""
     root = logging.getLogger()
     root.setLevel(logging.INFO)
     file_handler = logging.FileHandler(log_file, encoding="utf-8")
-    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    file_handler.setFormatter(logging.Formatter(LOG_FORMAT))
     console = logging.StreamHandler(sys.stderr)
     console.setLevel(logging.WARNING)
     root.handlers[:] = [file_handler, console]
@@ -200,7 +139,125 @@ def training_options(scale: DemoScale, device: str, seed: int) -> dict:
         "weight_decay": 0.1,
         "save_strategy": "no",
         "report_to": "none",
+        "disable_tqdm": True,  # the demo shows its own labelled bar; the log dicts go to each run's train.log
     }
+
+
+def render_benchmark(out: Path, scale: DemoScale, seed: int, fractions: tuple[float, ...]) -> BenchmarkPaths:
+    """Step 1: write the data regime with a pair subset per fraction in `fractions`, then read every data spec back
+    through the loaders and print what it holds."""
+    paths = generate_benchmark(
+        out / "benchmark", seed=seed, pair_fractions=fractions, **dataclasses.asdict(scale.benchmark)
+    )
+    specs = [
+        ("teacher's pair corpus", paths.corpus_spec),
+        ("stage 1, image tower: unpaired images", paths.unpaired_images_spec),
+        ("stage 1, text tower: unpaired captions", paths.unpaired_texts_spec),
+        *((f"stage 2: {100 * f:g}% of the student's pairs", paths.pair_subset_specs[f]) for f in fractions),
+    ]
+    for title, spec in specs:
+        data = load_image_text_data(spec)
+        for quality in data.quality_reports().values():
+            print(f"  {title} ({spec.name}): {quality.kept:,} {data.modality} kept of {quality.seen:,}, "
+                  f"skipped {quality.skipped or 0}")  # fmt: skip
+    colours = ", ".join(scale.benchmark.corpus_only_colours)
+    print(f"  the student's pairs never show these colours, the teacher's corpus does: {colours}")
+    return paths
+
+
+def prepare_teacher(args: argparse.Namespace, out: Path, scale: DemoScale, paths: BenchmarkPaths, common: dict) -> str:
+    """Step 2: the teacher's folder or Hub id: `--teacher`, or a small AltCLIP pre-trained on the corpus."""
+    if args.teacher:
+        return args.teacher
+    tokenizer = build_bilingual_tokenizer(
+        benchmark_text_corpus(), vocab_size=scale.tokenizer_vocab_size, save_dir=out / "tokenizer",
+        model_max_length=scale.max_text_length,
+    )  # fmt: skip
+    label = f"teacher pre-training ({scale.benchmark.n_corpus:,} pairs)"
+    command = "AltCLIPModel with TeacherPretrainingTrainer (demo/teacher_pretraining.py)"
+    with training_run_output(label, out / "teacher" / "train.log", command) as callbacks:
+        final = pretrain_teacher(
+            paths.corpus_spec, tokenizer, scale.teacher, out / "teacher", args.seed, scale.max_text_length, common,
+            extra_callbacks=callbacks,
+        )  # fmt: skip
+    return str(final)
+
+
+def train_students(
+    comparison: StudentComparison, seeds: list[int], fractions: tuple[float, ...]
+) -> dict[float, dict[str, Path]]:
+    """Step 3: every variant for every seed, stage 2 at every fraction: fraction -> model name -> student folder."""
+    folders: dict[float, dict[str, Path]] = {fraction: {} for fraction in fractions}
+    for seed in seeds:
+        for fraction, students in comparison.train_seed(seed, fractions).items():
+            folders[fraction].update({model_name(variant, seed): folder for variant, folder in students.items()})
+    return folders
+
+
+def evaluate(
+    teacher: str, students: dict[float, dict[str, Path]], paths: BenchmarkPaths, scale: DemoScale, device: str
+) -> tuple[dict[float, EvaluationResults], dict[float, dict[str, EvaluatedModel]]]:
+    """Step 4: zero-shot (seen and held-out compositions) and retrieval scores of the teacher and every student; one
+    `EvaluationResults` per pair-set fraction (the teacher and the students trained without pairs are evaluated
+    once and appear in each). Also returns the loaded models per fraction, by name."""
+    zero_shot_tasks = load_builtin_benchmark(paths.eval_dir)
+    zero_shot_tasks += [
+        dataclasses.replace(task, name=f"{task.name}_unseen") for task in load_builtin_benchmark(paths.eval_unseen_dir)
+    ]
+    retrieval_tasks = [load_retrieval_split(paths.retrieval_dir, "retrieval")]
+
+    def score(models: list[EvaluatedModel]) -> EvaluationResults:
+        print(f"  scoring {len(models)} model(s) on {len(zero_shot_tasks)} zero-shot tasks and retrieval, EN and ZH",
+              flush=True)  # fmt: skip
+        return build_report(
+            models, zero_shot_tasks, retrieval_tasks, batch_size=scale.eval_batch_size, show_progress=False
+        )
+
+    def load(folder: Path, name: str) -> EvaluatedModel:
+        return load_evaluated_model(str(folder), "student", name=name, device=device)
+
+    # A model name (variant and seed) stands for one folder at every fraction only when stage 2 did not train it.
+    shared_folders = dict(set.intersection(*(set(folders.items()) for folders in students.values())))
+    shared_models = [load_evaluated_model(teacher, "teacher", name=TEACHER, device=device)]
+    shared_models += [load(folder, name) for name, folder in sorted(shared_folders.items())]
+    shared = score(shared_models)
+    results, models = {}, {}
+    for fraction, folders in students.items():
+        own = [load(folder, name) for name, folder in folders.items() if name not in shared_folders]
+        order = [TEACHER, *sorted(folders, key=_by_variant)]
+        results[fraction] = combine(shared, score(own) if own else None, order)
+        models[fraction] = {model.name: model for model in (*shared_models, *own)}
+    return results, models
+
+
+def _by_variant(name: str) -> tuple[int, int]:
+    """Sort key of a student's model name: variants in `VARIANTS` order, then seeds."""
+    variant, seed = split_model_name(name)
+    return VARIANT_NAMES.index(variant), seed
+
+
+def combine(shared: EvaluationResults, own: EvaluationResults | None, order: list[str]) -> EvaluationResults:
+    """One report of the models in `order` from two evaluations of the same tasks (`own`, without a teacher, may be
+    None)."""
+    parts = [shared] if own is None else [shared, own]
+    models = {info.name: info for part in parts for info in part.models}
+    results = EvaluationResults(
+        models=[models[name] for name in order],
+        tasks=shared.tasks,
+        scores=[entry for part in parts for entry in part.scores if entry.model in order],
+        cross_lingual=[entry for part in parts for entry in part.cross_lingual if entry.model in order],
+        teacher=shared.teacher,
+    )
+    add_teacher_retention(results)
+    return results
+
+
+def _record_resources(run: report.RunRecord, clock: StepClock) -> None:
+    """Time and memory so far, into the run's record (up to the report itself, which takes a few seconds)."""
+    run.timings = [dataclasses.asdict(timing) for timing in clock.timings]
+    run.peak_memory = peak_memory_mb()
+    run.total_wall_s, run.total_cpu_s = clock.elapsed(), cpu_seconds()
+    run.load_average["end"] = os.getloadavg()[0]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -208,142 +265,80 @@ def main(argv: list[str] | None = None) -> int:
     says which)."""
     args = build_parser().parse_args(argv)
     scale = get_scale(args.scale)
+    seeds = student_seeds(args.seed, args.seeds or scale.seeds)
+    if len(seeds) < 2:
+        raise SystemExit("dcclip demo: --seeds must be at least 2 (the seed spread needs two runs of each variant)")
     device = resolve_device(args.device)
-    out = prepare_output_dir(args.out)
+    out = prepare_output_folder(args.out or DEFAULT_OUT[args.study])
     configure_logging(out / "demo.log")
     torch.set_num_threads(args.threads)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the data loader forks after the tokenizer ran
-    clock = StepClock()
-    print(f"dcclip demo: scale {scale.name}, seed {args.seed}, device {device}, {args.threads} thread(s) -> {out}")
+    fractions = scale.study_pair_fractions if args.study else (scale.pair_fraction,)
+    clock = StepClock(STUDY_STEPS if args.study else DEMO_STEPS)
+    load_at_start = os.getloadavg()[0]
+    what = f"study {args.study}" if args.study else "demo"
+    print(f"dcclip demo ({what}): scale {scale.name}, data and teacher seed {args.seed}, student seeds "
+          f"{', '.join(map(str, seeds))}, device {device}, {args.threads} thread(s) -> {out}")  # fmt: skip
 
     common = training_options(scale, device, args.seed)
-    bench = out / "benchmark"
-    with clock.step(1, "benchmark: render, write and read back"):
-        paths = generate_benchmark(bench, seed=args.seed, **dataclasses.asdict(scale.benchmark))
-        retrieval_pairs = DataSpec(
-            sources=[SourceSpec(name="retrieval", kind="imagefolder", path="retrieval",
-                                caption_columns={"en": "captions_en", "zh": "captions_zh"})]
-        ).save(bench / "retrieval_pairs.yaml")  # fmt: skip
-        for spec in (paths.train_spec_imagefolder, retrieval_pairs):
-            data = load_image_text_data(spec)
-            for name, quality in data.quality_reports().items():
-                print(f"  {spec.name} ({name}): {quality.kept} of {quality.seen} samples kept, skipped {quality.skipped}")
+    with clock.step(1, "benchmark: render the data regime and read it back"):
+        paths = render_benchmark(out, scale, args.seed, fractions)
+    record_output_files(out, finished=False)
+    teacher_title = "teacher: " + (args.teacher or "contrastive pre-training of a small AltCLIP")
+    with clock.step(2, teacher_title):
+        teacher = prepare_teacher(args, out, scale, paths, common)
+    record_output_files(out, finished=False)
+    data = ComparisonData(paths.unpaired_images_spec, paths.unpaired_texts_spec, paths.pair_subset_specs)
+    comparison = StudentComparison(out, scale, teacher, data, common)
+    pairs = ", ".join(f"{scale.num_pairs(f):,}" for f in fractions)
+    with clock.step(3, f"students: {len(VARIANTS)} variants x {len(seeds)} seed(s), stage 2 on {pairs} pairs"):
+        students = train_students(comparison, seeds, fractions)
+    record_output_files(out, finished=False)
+    with clock.step(4, "evaluation: zero-shot EN/ZH (seen + held-out compositions) and retrieval"):
+        results, loaded = evaluate(teacher, students, paths, scale, device)
+    record_output_files(out, finished=False)
 
-    with clock.step(2, "teacher" + (f": {args.teacher}" if args.teacher else ": contrastive pre-training of a small AltCLIP")):
-        if args.teacher:
-            teacher = args.teacher
-        else:
-            tokenizer = build_bilingual_tokenizer(
-                benchmark_text_corpus(), vocab_size=scale.tokenizer_vocab_size, save_dir=out / "tokenizer",
-                model_max_length=scale.max_text_length,
+    run = report.RunRecord(
+        scale=scale.to_dict(), seed=args.seed, student_seeds=seeds, device=device, threads=args.threads,
+        teacher=teacher, teacher_trained_here=not args.teacher, variants=[dataclasses.asdict(v) for v in VARIANTS],
+        final_student=FINAL_STUDENT, corpus_only_colours=list(scale.benchmark.corpus_only_colours),
+        pairs={f"{100 * f:g}%": scale.num_pairs(f) for f in fractions}, load_average={"start": load_at_start},
+    )  # fmt: skip
+    if args.study:
+        with clock.step(5, "report: the data-efficiency table and figure"):
+            _record_resources(run, clock)
+            files = write_study(out, results, {f: scale.num_pairs(f) for f in fractions}, run)
+        print()
+        print(report.read_file(files[0]))
+    else:
+        (results,) = results.values()
+        with clock.step(5, "final student: Hub-ready folder, reload with AutoModel in a fresh process"):
+            hub_folder = out / "final_student"
+            final_name = model_name(FINAL_STUDENT, seeds[0])
+            folder_report = export_for_hub(
+                students[fractions[0]][final_name], results, final_name, hub_folder,
+                report.card_limitations(scale, run.pairs, args.teacher),
             )  # fmt: skip
-            teacher = str(
-                pretrain_teacher(
-                    paths.train_spec_imagefolder, tokenizer, scale.teacher, out / "teacher", args.seed,
-                    scale.max_text_length, common,
-                )  # fmt: skip
-            )
-
-    configs = out / "configs"
-    runs = out / "runs"
-
-    def stage1(target: str, student: Path) -> Path:
-        config = {
-            "teacher": teacher,
-            "student": str(student),
-            "image_data": str(paths.train_spec_imagefolder),
-            "text_data": str(paths.train_spec_imagefolder),
-            "distill_target": target,
-            "max_text_length": scale.max_text_length,
-            "output_dir": str(runs / f"stage1_{target}"),
-            "max_steps": scale.stage1.steps,
-            "per_device_train_batch_size": scale.stage1.batch_size,
-            "learning_rate": scale.stage1.learning_rate,
-            "warmup_steps": max(1, scale.stage1.steps // 10),
-            **common,
-        }
-        return run_distillation(write_config(config, configs / f"stage1_{target}.yaml"))
-
-    def stage2(name: str, student: Path, steps: int) -> Path:
-        evals = max(1, scale.zero_shot_evals_in_stage2)
-        config = {
-            "student": str(student),
-            "train_data": str(paths.train_spec_imagefolder),
-            "eval_data": str(retrieval_pairs),
-            "zero_shot_benchmark": str(paths.eval_dir),
-            "max_text_length": scale.max_text_length,
-            "output_dir": str(runs / f"stage2_{name}"),
-            "max_steps": steps,
-            "per_device_train_batch_size": scale.stage2.batch_size,
-            "per_device_eval_batch_size": scale.eval_batch_size,
-            "learning_rate": scale.stage2.learning_rate,
-            "warmup_steps": max(1, steps // 10),
-            "eval_strategy": "steps",
-            "eval_steps": max(1, steps // evals),
-            **common,
-        }
-        return run_alignment(write_config(config, configs / f"stage2_{name}.yaml"))
-
-    students: dict[str, Path] = {}
-    with clock.step(3, "stage 1: feature-map distillation (dcclip distill)"):
-        # every variant starts from these weights
-        initial_student = save_initial_student(
-            teacher, scale.student, scale.max_text_length, args.seed, out / "student_init"
-        )
-        students["fm-only"] = stage1("feature_maps", initial_student)
-    with clock.step(4, "stage 2: bilingual InfoNCE alignment (dcclip align)"):
-        students[FINAL_STUDENT] = stage2(FINAL_STUDENT, students["fm-only"], scale.stage2.steps)
-    with clock.step(5, "ablations: logit distillation (+ alignment); alignment alone from scratch"):
-        students["logits-only"] = stage1("logits", initial_student)
-        students["logits+align"] = stage2("logits+align", students["logits-only"], scale.stage2.steps)
-        students["align-only"] = stage2("align-only", initial_student, scale.align_only_steps)
-
-    with clock.step(6, "evaluation: zero-shot EN/ZH (seen + held-out compositions) and retrieval"):
-        models = [load_evaluated_model(teacher, "teacher", name=TEACHER, device=device)]
-        models += [load_evaluated_model(str(students[v.name]), "student", name=v.name, device=device) for v in VARIANTS]
-        zero_shot_tasks = load_builtin_benchmark(paths.eval_dir)
-        zero_shot_tasks += [
-            dataclasses.replace(task, name=f"{task.name}_unseen") for task in load_builtin_benchmark(paths.eval_unseen_dir)
-        ]
-        retrieval_tasks = [load_retrieval_split(paths.retrieval_dir, "retrieval")]
-        results = build_report(models, zero_shot_tasks, retrieval_tasks, batch_size=scale.eval_batch_size)
-        write_report(results, out)  # results.json, results.md, scores.png
-
-    with clock.step(7, "final student: Hub-ready folder, reload with AutoModel in a fresh process"):
-        hub_folder = out / "final_student"
-        folder_report = export_for_hub(students[FINAL_STUDENT], results, FINAL_STUDENT, hub_folder)
-        final = next(m for m in models if m.name == FINAL_STUDENT)
-        probe = reload_probe(paths.eval_dir, "colour_shape", limit=64)
-        reload = check_reload(
-            hub_folder, final.model, final.processor, probe.image_paths, probe.prompts, probe.labels, out / "reload_check"
-        )
-        print(f"  {len(folder_report.upload_files)} files ready to upload; reload: {describe_reload(reload)}")
-
-    with clock.step(8, "report: report.md, results.json, plots"):
-        summary = report.DemoSummary(
-            scale=scale.to_dict(),
-            seed=args.seed,
-            device=device,
-            threads=args.threads,
-            teacher=teacher,
-            teacher_trained_here=not args.teacher,
-            variants=[dataclasses.asdict(v) for v in VARIANTS],
-            final_student=FINAL_STUDENT,
-            timings=[dataclasses.asdict(t) for t in clock.timings],
-            peak_memory=peak_memory_mb(),
-            reload_check=dataclasses.asdict(reload),
-            hub_folder=str(hub_folder),
-            hub_files=folder_report.upload_files,
-            total_wall_s=clock.elapsed(),  # up to the report itself, which takes a few seconds
-            total_cpu_s=_cpu_seconds(),
-        )
-        files = report.write_demo_report(out, results, summary, runs)
-        files.append(report.save_summary(out, summary, results))
-    print()
-    print(report.console_summary(results, summary))
-    print(f"\ndcclip demo finished in {_minutes(clock.elapsed())} (CPU {_cpu_seconds():.0f} s); outputs in {out}:")
-    for path in [*files, out / "results.json"]:
-        print(f"  {path.relative_to(out)}")
+            probe = reload_probe(paths.eval_dir, "colour_shape", limit=64)
+            final = loaded[fractions[0]][final_name]
+            reload = check_reload(
+                hub_folder, final.model, final.processor, probe.image_paths, probe.prompts, probe.labels,
+                out / "reload_check",
+            )  # fmt: skip
+            files_ready = len(folder_report.upload_files)
+            print(f"  {final_name}: {files_ready} files ready to upload; reload: {describe_reload(reload)}")
+        record_output_files(out, finished=False)
+        with clock.step(6, "report: report.md, results.json, plots"):
+            _record_resources(run, clock)
+            run.reload_check, run.hub_folder = dataclasses.asdict(reload), str(hub_folder)
+            run.hub_files = folder_report.upload_files
+            files = report.write_demo_report(out, results, run)
+        print()
+        print(report.console_summary(results, run))
+    print(f"\ndcclip demo finished in {minutes(clock.elapsed())} (CPU {cpu_seconds():.0f} s); it wrote {out}: "
+          f"{', '.join(str(path.relative_to(out)) for path in files)} and the folders behind them")  # fmt: skip
+    logging.shutdown()
+    record_output_files(out, finished=True)
     return 0
 
 

@@ -1,5 +1,6 @@
 """The demo's stand-in for `BAAI/AltCLIP`: a small model of the AltCLIP architecture (transformers' `AltCLIPModel`:
-ViT image tower, XLM-R text tower pooled at its first token) trained contrastively on the benchmark with the HF Trainer.
+ViT image tower, XLM-R text tower pooled at its first token) trained contrastively with the HF Trainer on the
+benchmark's pair corpus, which shows more than the student's pairs do (docs/demo.md, "The data regime").
 
 This is not a DC-CLIP stage: the real teacher comes pretrained. It exists because the real one cannot be downloaded
 here; `dcclip demo --teacher BAAI/AltCLIP` skips it.
@@ -11,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from transformers import AltCLIPModel, AltCLIPProcessor, Trainer, TrainingArguments, set_seed
+from transformers import AltCLIPModel, AltCLIPProcessor, Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from dcclip.trainers.data import ImageTextCollator, SampleQualityCallback, load_image_text_data
 from dcclip.trainers.teacher.model import build_altclip_teacher
@@ -131,6 +132,7 @@ def pretrain_teacher(
     seed: int,
     max_text_length: int,
     training_options: dict,
+    extra_callbacks: Sequence[TrainerCallback] = (),
 ) -> Path:
     """Train the small AltCLIP contrastively on the pairs of `train_spec` and save model + processor to
     `output_dir/final` (a folder `DistillationTeacher.from_pretrained` and `AutoModel` load); the Trainer's
@@ -145,6 +147,7 @@ def pretrain_teacher(
         max_text_length: caption truncation length.
         training_options: the `TrainingArguments` fields every demo run shares (device, seed of the data order,
             schedule, weight decay, logging, data loader workers).
+        extra_callbacks: joined to the Trainer's own (the demo's labelled progress bar).
     """
     output_dir = Path(output_dir)
     model, processor = build_teacher(tokenizer, settings, seed)
@@ -167,7 +170,7 @@ def pretrain_teacher(
         train_dataset=data.dataset,
         data_collator=ContrastiveBatchCollator(processor, max_text_length),
         processing_class=processor,
-        callbacks=[SampleQualityCallback(data.quality_reports)],
+        callbacks=[SampleQualityCallback(data.quality_reports), *extra_callbacks],
         text_learning_rate_ratio=settings.text_learning_rate_ratio,
     )
     trainer.train()

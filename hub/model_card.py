@@ -40,6 +40,7 @@ class CardInputs:
     latency: dict | None = None
     revision: str | None = None  # branch the card's usage snippet loads, when not the default branch
     license: str | None = None
+    limitations: str | None = None  # Markdown: what the model was trained on and where it will not work
 
 
 def select_student(results: EvaluationResults, folder: FolderReport, name: str | None = None) -> ModelInfo:
@@ -152,6 +153,7 @@ def build_model_card(inputs: CardInputs) -> ModelCard:
         size_table=size_table(inputs),
         weights_dtype=config.get("dtype", "float32"),
         training_section=training_section(inputs.training),
+        limitations=inputs.limitations or "",
         **latency_section(inputs),
     )
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,6 +32,8 @@ from dcclip.trainers.arguments import (
 )
 
 if TYPE_CHECKING:
+    from transformers import TrainerCallback
+
     from dcclip.trainers.alignment_config import AlignmentConfig
 
 EXAMPLES = """examples:
@@ -54,8 +57,9 @@ def parse_args(argv: list[str]) -> tuple[StudentArguments, AlignmentDataArgument
     return parse_stage_arguments("align", option_classes, argv, EXAMPLES)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Parse `[config.yaml] [--flag value ...]`, train, and save the aligned student to `<output_dir>/final`."""
+def main(argv: list[str] | None = None, extra_callbacks: Sequence[TrainerCallback] = ()) -> int:
+    """Parse `[config.yaml] [--flag value ...]`, train, and save the aligned student to `<output_dir>/final`.
+    `extra_callbacks` join the Trainer's own (for programs that run the stage in-process, such as the demo)."""
     student_args, data_args, config = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO if config.process_index == 0 else logging.WARNING)
     check_launcher(config)
@@ -99,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     draws = SampleDrawSeeds.for_run(config)
-    callbacks = [CheckpointCompletionCallback(), draws, SampleQualityCallback(train.quality_reports)]
+    callbacks = [CheckpointCompletionCallback(), draws, SampleQualityCallback(train.quality_reports), *extra_callbacks]
     if data_args.zero_shot_benchmark:
         callbacks.append(
             ZeroShotEvaluationCallback.from_benchmark(

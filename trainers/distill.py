@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,6 +35,8 @@ from dcclip.trainers.arguments import (
 )
 
 if TYPE_CHECKING:
+    from transformers import TrainerCallback
+
     from dcclip.trainers.distillation_config import DistillationConfig
     from dcclip.trainers.distillation_setup import DistillationSetup
     from dcclip.trainers.distillation_trainer import DistillationTrainer
@@ -76,8 +79,10 @@ def _training_stage(setup: DistillationSetup) -> TrainingStage:
     return TrainingStage(stage="feature_distillation", data_sources=sources, hyperparameters=hyperparameters)
 
 
-def run(argv: list[str]) -> DistillationTrainer:
-    """Run stage 1 from command-line arguments and export the student; returns the trainer (for inspection)."""
+def run(argv: list[str], extra_callbacks: Sequence[TrainerCallback] = ()) -> DistillationTrainer:
+    """Run stage 1 from command-line arguments and export the student; returns the trainer (for inspection).
+    `extra_callbacks` join the Trainer's own (a program that runs the stage in-process, such as the demo, shows its own
+    progress with them)."""
     student_args, data_args, config = parse_args(argv)
     # Imported once the arguments are parsed, so that --help and a bad option answer without waiting for torch.
     from transformers import set_seed
@@ -113,7 +118,7 @@ def run(argv: list[str]) -> DistillationTrainer:
         train_dataset=draws.training_data(training_rows(images, texts)),
         data_collator=setup.collator(),
         processing_class=setup.student.processor,
-        callbacks=[CheckpointCompletionCallback(), draws, SampleQualityCallback(quality_reports)],
+        callbacks=[CheckpointCompletionCallback(), draws, SampleQualityCallback(quality_reports), *extra_callbacks],
     )
     trainer.train(resume_from_checkpoint=resolve_resume_checkpoint(config.resume_from_checkpoint, config.output_dir))
     final_dir = Path(config.output_dir) / FINAL_MODEL_DIR

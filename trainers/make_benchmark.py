@@ -3,6 +3,10 @@ as image folders, webdataset shards and data specs; `data/synthetic_scenes.py`) 
 
     python trainers/make_benchmark.py runs/benchmark [--seed 0] [--n_train 2000]
     python -m trainers.make_benchmark runs/benchmark        (or `dcclip make-benchmark ...`)
+    dcclip make-benchmark runs/regime --n_corpus 6000 --corpus_only_colours purple orange --pair_fractions 0.05 0.2
+
+The last form also writes the scarce-pairs regime: a pair corpus for the teacher, unpaired images and texts for
+stage 1, and nested subsets of the training pairs for stage 2 (docs/data.md).
 """
 
 from __future__ import annotations
@@ -10,7 +14,6 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import asdict
-from pathlib import Path
 
 from dcclip.command_errors import run_command
 from dcclip.command_line import CommandParser, positive_int, report_written
@@ -38,14 +41,33 @@ def build_parser() -> CommandParser:
     for flag, kind, default, help_text in options:
         parser.add_argument(flag, type=kind, default=default, metavar="N", help=f"{help_text} (default: {default})")
     parser.add_argument("--image_format", choices=("png", "jpeg"), default="png", help="image files (default: png)")
+    regime = parser.add_argument_group("the scarce-pairs regime (docs/data.md)")
+    regime.add_argument(
+        "--n_corpus", type=int, default=0, metavar="N",
+        help="pairs of a larger corpus (a teacher's pre-training data; also the unpaired images and texts); 0: none",
+    )  # fmt: skip
+    regime.add_argument(
+        "--corpus_only_colours", nargs="*", default=[], metavar="COLOUR",
+        help="colours the corpus shows and the training pairs never do (English names)",
+    )  # fmt: skip
+    regime.add_argument(
+        "--pair_fractions", nargs="*", type=float, default=[], metavar="FRACTION",
+        help="write a data spec of the first FRACTION of the training pairs for each (e.g. 0.01 0.05 0.2 1)",
+    )  # fmt: skip
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """``dcclip make-benchmark``: write the built-in bilingual benchmark and print where its parts are."""
-    args = build_parser().parse_args(argv)
-    from dcclip.trainers.data.synthetic_scenes import generate_benchmark  # after parsing: it imports datasets, PIL
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    # Imported after parsing: it imports datasets and PIL, which --help need not wait for.
+    from dcclip.trainers.data.synthetic_scenes import COLOURS, generate_benchmark
 
+    unknown = sorted(set(args.corpus_only_colours) - {colour.en for colour in COLOURS})
+    if unknown:
+        parser.error(f"--corpus_only_colours: unknown colour(s) {', '.join(unknown)}; "
+                     f"choose from {', '.join(colour.en for colour in COLOURS)}")  # fmt: skip
     paths = generate_benchmark(
         args.out_dir,
         seed=args.seed,
@@ -56,11 +78,11 @@ def main(argv: list[str] | None = None) -> int:
         captions_per_image=args.captions_per_image,
         shard_size=args.shard_size,
         image_format=args.image_format,
+        n_corpus=args.n_corpus,
+        corpus_only_colours=args.corpus_only_colours,
+        pair_fractions=args.pair_fractions,
     )
-    printable = {
-        key: str(value) if isinstance(value, Path) else [str(v) for v in value] for key, value in asdict(paths).items()
-    }
-    print(json.dumps(printable, indent=2))
+    print(json.dumps(asdict(paths), indent=2, default=str))
     report_written("make-benchmark", f"the benchmark ({args.n_train} training, {args.n_eval} evaluation and "
                    f"{args.n_retrieval} retrieval images) to {paths.root}")  # fmt: skip
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from pathlib import Path
 
 import datasets
 import numpy as np
@@ -163,3 +164,94 @@ def test_cli_writes_the_benchmark_and_prints_its_paths(tmp_path, capsys):
     assert printed["tasks_file"] == str(tmp_path / "bench" / "eval" / "tasks.json")
     with pytest.raises(SystemExit):
         main([str(tmp_path / "x"), "--image-format", "gif"])
+
+
+# ----- the scarce-pairs regime: a teacher's corpus, unpaired images and texts, nested subsets of the pairs ----------
+
+
+@pytest.fixture(scope="module")
+def regime(tmp_path_factory):
+    return generate_benchmark(
+        tmp_path_factory.mktemp("regime"), seed=4, n_train=40, n_eval=12, n_retrieval=4, image_size=32, n_corpus=30,
+        corpus_only_colours=("purple", "orange"), pair_fractions=(0.1, 0.5, 1.0),
+    )  # fmt: skip
+
+
+def _jsonl(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_corpus_only_colours_never_reach_the_training_pairs_but_fill_the_corpus(regime):
+    excluded = {COLOURS.index(c) for c in COLOURS if c.en in ("purple", "orange")}
+    assert not {row["colour"] for row in _metadata(regime.train_dir)} & excluded
+    corpus = _metadata(regime.corpus_dir)
+    assert len(corpus) == 30 and {row["colour"] for row in corpus} & excluded
+    held_out = set(HELD_OUT_COMPOSITIONS)
+    assert not {_composition(row) for row in corpus} & held_out
+    # evaluation still covers every colour
+    assert {row["colour"] for row in _metadata(regime.eval_dir)} & excluded
+
+
+def test_unpaired_specs_load_images_only_and_texts_only_from_different_scenes(regime):
+    from dcclip.trainers.data import load_image_text_data
+
+    images, texts = load_image_text_data(regime.unpaired_images_spec), load_image_text_data(regime.unpaired_texts_spec)
+    assert images.modality == "images" and len(images.dataset) == 15
+    assert texts.modality == "texts" and len(texts.dataset) == 15
+    corpus = _metadata(regime.corpus_dir)
+    image_files = {Path(sample["image"]["path"]).name for sample in images.dataset}
+    assert image_files == {Path(row["file_name"]).name for row in corpus[:15]}
+    captions = {sample["captions_en"][0] for sample in texts.dataset}
+    assert captions == {row["caption_en"] for row in corpus[15:]}
+    pairs = load_image_text_data(regime.corpus_spec)
+    assert pairs.modality == "pairs" and len(pairs.dataset) == 30
+
+
+def test_pair_subsets_are_nested_prefixes_of_the_training_pairs(regime):
+    from dcclip.trainers.data import load_image_text_data
+
+    assert sorted(regime.pair_subset_specs) == [0.1, 0.5, 1.0]
+    train = [row["file_name"] for row in _metadata(regime.train_dir)]
+    for fraction, size in ((0.1, 4), (0.5, 20), (1.0, 40)):
+        spec = regime.pair_subset_specs[fraction]
+        assert spec.name == f"train_pairs_{100 * fraction:g}pct.yaml"
+        rows = _jsonl(regime.root / "pair_subsets" / f"train_pairs_{100 * fraction:g}pct.jsonl")
+        assert [row["file_name"] for row in rows] == train[:size]
+        data = load_image_text_data(spec)
+        assert data.modality == "pairs" and len(data.dataset) == size
+    assert json.loads((regime.root / "benchmark.json").read_text())["pair_subsets"] == {
+        "train_pairs_10pct": 4, "train_pairs_50pct": 20, "train_pairs_100pct": 40,
+    }  # fmt: skip
+
+
+def test_without_a_corpus_the_benchmark_writes_no_regime_parts(small_benchmark):
+    assert small_benchmark.corpus_dir is None and small_benchmark.pair_subset_specs == {}
+    assert not (small_benchmark.root / "corpus").exists() and not (small_benchmark.root / "unpaired").exists()
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"corpus_only_colours": ("purple",)}, "needs a corpus"),
+        ({"n_corpus": 10, "corpus_only_colours": ("pink",)}, "not benchmark colours"),
+        ({"n_corpus": 10, "corpus_only_colours": tuple(c.en for c in COLOURS)}, "at least one colour"),
+        ({"n_corpus": 1}, "at least 2"),
+        ({"pair_fractions": (0.0,)}, r"in \(0, 1\]"),
+        ({"pair_fractions": (1.5,)}, r"in \(0, 1\]"),
+    ],
+)  # fmt: skip
+def test_a_regime_that_cannot_be_built_is_refused_before_anything_is_written(tmp_path, arguments, message):
+    with pytest.raises(ValueError, match=message):
+        generate_benchmark(tmp_path / "bench", n_train=4, n_eval=2, n_retrieval=1, **arguments)
+    assert not (tmp_path / "bench").exists()
+
+
+def test_cli_writes_the_regime_and_prints_every_spec(tmp_path, capsys):
+    arguments = [str(tmp_path / "bench"), "--n-train", "10", "--n-eval", "2", "--n-retrieval", "1",
+                 "--image-size", "32", "--n-corpus", "8", "--corpus-only-colours", "purple",
+                 "--pair-fractions", "0.5", "1"]  # fmt: skip
+    assert main(arguments) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["unpaired_texts_spec"] == str(tmp_path / "bench" / "unpaired_texts.yaml")
+    assert printed["pair_subset_specs"] == {"0.5": str(tmp_path / "bench" / "train_pairs_50pct.yaml"),
+                                            "1.0": str(tmp_path / "bench" / "train_pairs_100pct.yaml")}  # fmt: skip

@@ -16,8 +16,8 @@ import io
 import json
 import math
 import tarfile
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -296,10 +296,15 @@ def render_scene(scene: Scene, rng: np.random.Generator, image_size: int) -> PIL
 
 # ---- splits ----------------------------------------------------------------------------------------------------
 
-_SPLIT_CODES = {"train": 0, "eval": 1, "eval_unseen": 2, "retrieval": 3}
+# The caption columns of a training split's metadata.jsonl, by language.
+_CAPTIONS = {"en": "caption_en", "zh": "caption_zh"}
+_SPLIT_CODES = {"train": 0, "eval": 1, "eval_unseen": 2, "retrieval": 3, "corpus": 4}
+TRAINING_SPLITS = ("train", "corpus")
 
 
-def _sample_scene(rng: np.random.Generator, split: str) -> Scene:
+def _sample_scene(rng: np.random.Generator, split: str, excluded_colours: frozenset[int] = frozenset()) -> Scene:
+    """A scene of `split`: training splits never hold a held-out composition, `eval_unseen` only those; colours in
+    `excluded_colours` are redrawn."""
     held_out = set(HELD_OUT_COMPOSITIONS)
     while True:
         scene = Scene(
@@ -310,8 +315,10 @@ def _sample_scene(rng: np.random.Generator, split: str) -> Scene:
             background=int(rng.integers(len(BACKGROUNDS))),
         )
         unseen = scene.composition in held_out
-        if split == "train" and unseen or split == "eval_unseen" and not unseen:
+        if split in TRAINING_SPLITS and unseen or split == "eval_unseen" and not unseen:
             continue  # rejection sampling keeps the other attributes uniform
+        if scene.colour in excluded_colours:
+            continue
         return scene
 
 
@@ -333,12 +340,18 @@ class _Sample:
 
 
 def _samples(
-    seed: int, split: str, count: int, image_size: int, image_format: str, captions_per_language: int
+    seed: int,
+    split: str,
+    count: int,
+    image_size: int,
+    image_format: str,
+    captions_per_language: int,
+    excluded_colours: frozenset[int] = frozenset(),
 ) -> Iterator[_Sample]:
     for index in range(count):
         # One generator per image: any image can be regenerated alone, and splits never share random streams.
         rng = np.random.default_rng([seed, _SPLIT_CODES[split], index])
-        scene = _sample_scene(rng, split)
+        scene = _sample_scene(rng, split, excluded_colours)
         image = render_scene(scene, rng, image_size)
         captions = {
             language: [scene_caption(scene, language, int(p)) for p in rng.permutation(len(phrasings))]
@@ -405,6 +418,22 @@ class BenchmarkPaths:
     tasks_file: Path  # eval_dir / "tasks.json"
     train_spec_imagefolder: Path  # data spec (YAML) reading train_dir
     train_spec_webdataset: Path  # data spec (YAML) reading train_shards
+    # The scarce-pairs regime (``n_corpus > 0``; otherwise None / empty):
+    corpus_dir: Path | None = None  # imagefolder: the larger pair corpus (images/ + metadata.jsonl)
+    corpus_spec: Path | None = None  # data spec (YAML): the corpus as image-text pairs
+    unpaired_images_spec: Path | None = None  # data spec: images of the corpus's first half, no captions
+    unpaired_texts_spec: Path | None = None  # data spec: captions of the corpus's second half, no images
+    pair_subset_specs: dict[float, Path] = field(default_factory=dict)  # fraction -> first fraction of train_dir
+
+
+def pair_subset_name(fraction: float) -> str:
+    """File stem of the pair subset of `fraction` (0.2 -> ``train_pairs_20pct``)."""
+    return f"train_pairs_{100 * fraction:g}pct"
+
+
+def pair_subset_size(fraction: float, n_pairs: int) -> int:
+    """Pairs in the subset of `fraction` of `n_pairs` (at least one)."""
+    return max(1, round(fraction * n_pairs))
 
 
 def generate_benchmark(
@@ -417,21 +446,43 @@ def generate_benchmark(
     captions_per_image: int = 3,
     shard_size: int = 500,
     image_format: Literal["png", "jpeg"] = "png",
+    n_corpus: int = 0,
+    corpus_only_colours: Sequence[str] = (),
+    pair_fractions: Sequence[float] = (),
 ) -> BenchmarkPaths:
     """Render the bilingual benchmark into ``out_dir``; the same arguments give byte-identical files.
 
     Args:
-        n_train: training images (held-out compositions excluded), written as imagefolder and as shards.
+        n_train: training images (held-out compositions excluded), written as imagefolder and as shards: the
+            student's image-text pairs.
         n_eval: evaluation images over all compositions; ``eval_unseen`` gets ``n_eval // 2`` held-out ones.
         image_size: square image side in px.
         n_retrieval: retrieval images, each with ``captions_per_image`` captions per language.
         shard_size: samples per webdataset shard.
         image_format: "png" (lossless, the default) or "jpeg" (smaller, as web corpora ship).
+        n_corpus: pairs of the larger corpus (every colour; held-out compositions excluded), a teacher's pre-training
+            data; its first half also gives the unpaired images and its second half the unpaired texts. 0: none.
+        corpus_only_colours: colours (English names) the corpus shows but the training pairs never do.
+        pair_fractions: write a data spec of the first ``fraction`` of the training pairs for each (nested subsets).
     """
     if image_format not in ("png", "jpeg"):
         raise ValueError(f"image_format must be 'png' or 'jpeg', got {image_format!r}")
     if not 1 <= captions_per_image <= min(len(EN_CAPTIONS), len(ZH_CAPTIONS)):
         raise ValueError(f"captions_per_image must be in 1..{min(len(EN_CAPTIONS), len(ZH_CAPTIONS))}")
+    colour_index = {colour.en: index for index, colour in enumerate(COLOURS)}
+    unknown = sorted(set(corpus_only_colours) - set(colour_index))
+    if unknown:
+        raise ValueError(f"corpus_only_colours {unknown} are not benchmark colours; choose from {sorted(colour_index)}")
+    if corpus_only_colours and n_corpus < 1:
+        raise ValueError("corpus_only_colours needs a corpus (n_corpus > 0) that shows them")
+    if corpus_only_colours and len(set(corpus_only_colours)) >= len(COLOURS):
+        raise ValueError("corpus_only_colours must leave the training pairs at least one colour")
+    if n_corpus == 1:
+        raise ValueError("n_corpus must be 0 (no corpus) or at least 2 (one unpaired image and one unpaired text)")
+    bad_fractions = [fraction for fraction in pair_fractions if not 0 < fraction <= 1]
+    if bad_fractions:
+        raise ValueError(f"pair_fractions must lie in (0, 1], got {bad_fractions}")
+    excluded = frozenset(colour_index[name] for name in corpus_only_colours)
     root = Path(out_dir)
     extension = "jpg" if image_format == "jpeg" else "png"
     paths = BenchmarkPaths(
@@ -447,20 +498,20 @@ def generate_benchmark(
     )
     (root / "train_shards").mkdir(parents=True, exist_ok=True)
 
-    def samples(split: str, count: int, captions: int = 1) -> Iterator[_Sample]:
-        return _samples(seed, split, count, image_size, image_format, captions)
+    def samples(split: str, count: int, captions: int = 1, excluded_colours: frozenset[int] = frozenset()):
+        return _samples(seed, split, count, image_size, image_format, captions, excluded_colours)
 
     paths.train_shards = _write_imagefolder(
-        paths.train_dir, samples("train", n_train), extension, False, (root / "train_shards", shard_size)
-    )
+        paths.train_dir, samples("train", n_train, excluded_colours=excluded), extension, False,
+        (root / "train_shards", shard_size),
+    )  # fmt: skip
     _write_imagefolder(paths.eval_dir, samples("eval", n_eval), extension, False)
     _write_imagefolder(paths.eval_unseen_dir, samples("eval_unseen", max(n_eval // 2, 1)), extension, False)
     _write_imagefolder(paths.retrieval_dir, samples("retrieval", n_retrieval, captions_per_image), extension, True)
     _write_json(paths.tasks_file, benchmark_tasks())
     _write_json(paths.eval_unseen_dir / "tasks.json", unseen_composition_tasks())
 
-    captions = {"en": "caption_en", "zh": "caption_zh"}
-    DataSpec(sources=[SourceSpec(name="scenes", kind="imagefolder", path="train", caption_columns=captions)]).save(
+    DataSpec(sources=[SourceSpec(name="scenes", kind="imagefolder", path="train", caption_columns=_CAPTIONS)]).save(
         paths.train_spec_imagefolder
     )
     shard_names = [str(shard.relative_to(root)) for shard in paths.train_shards]
@@ -475,6 +526,10 @@ def generate_benchmark(
             )
         ]
     ).save(paths.train_spec_webdataset)
+    if n_corpus:
+        _write_corpus_regime(paths, samples("corpus", n_corpus), extension)
+    for fraction in pair_fractions:
+        paths.pair_subset_specs[fraction] = _write_pair_subset(paths, fraction, n_train)
     _write_json(
         root / "benchmark.json",
         {
@@ -486,9 +541,66 @@ def generate_benchmark(
             "image_size": image_size,
             "image_format": image_format,
             "held_out_compositions": [list(pair) for pair in HELD_OUT_COMPOSITIONS],
+            "n_corpus": n_corpus,
+            "corpus_only_colours": list(corpus_only_colours),
+            "pair_subsets": {
+                pair_subset_name(f): pair_subset_size(f, n_train) for f in sorted(paths.pair_subset_specs)
+            },
         },
     )
     return paths
+
+
+
+def _write_jsonl(path: Path, rows: Iterable[dict]) -> None:
+    with open(path, "w", encoding="utf-8") as file:
+        for row in rows:
+            file.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def _write_corpus_regime(paths: BenchmarkPaths, samples: Iterator[_Sample], extension: str) -> None:
+    """The corpus as an imagefolder with a pair spec, and the unpaired specs: images of its first half (no captions),
+    captions of its second half (no images), so that no unpaired image meets its own caption."""
+    root = paths.root
+    paths.corpus_dir = root / "corpus"
+    _write_imagefolder(paths.corpus_dir, samples, extension, False)
+    rows = _metadata_rows(paths.corpus_dir)
+    half = len(rows) // 2
+    unpaired = root / "unpaired"
+    unpaired.mkdir(exist_ok=True)
+    _write_jsonl(unpaired / "images.jsonl", ({"file_name": row["file_name"]} for row in rows[:half]))
+    _write_jsonl(unpaired / "texts.jsonl", ({key: row[key] for key in _CAPTIONS.values()} for row in rows[half:]))
+    paths.corpus_spec = DataSpec(
+        sources=[SourceSpec(name="corpus", kind="json", data_files=["corpus/metadata.jsonl"], image_column="file_name",
+                            image_root="corpus", caption_columns=_CAPTIONS)]
+    ).save(root / "corpus_pairs.yaml")  # fmt: skip
+    paths.unpaired_images_spec = DataSpec(
+        sources=[SourceSpec(name="unpaired_images", kind="json", data_files=["unpaired/images.jsonl"],
+                            image_column="file_name", image_root="corpus")]
+    ).save(root / "unpaired_images.yaml")  # fmt: skip
+    paths.unpaired_texts_spec = DataSpec(
+        sources=[SourceSpec(name="unpaired_texts", kind="json", data_files=["unpaired/texts.jsonl"], image_column=None,
+                            caption_columns=_CAPTIONS)]
+    ).save(root / "unpaired_texts.yaml")  # fmt: skip
+
+
+def _write_pair_subset(paths: BenchmarkPaths, fraction: float, n_pairs: int) -> Path:
+    """A JSON-lines manifest of the first `fraction` of the training pairs and its data spec; returns the spec."""
+    name = pair_subset_name(fraction)
+    folder = paths.root / "pair_subsets"
+    folder.mkdir(exist_ok=True)
+    rows = _metadata_rows(paths.train_dir)[: pair_subset_size(fraction, n_pairs)]
+    columns = ("file_name", *_CAPTIONS.values())
+    _write_jsonl(folder / f"{name}.jsonl", ({key: row[key] for key in columns} for row in rows))
+    return DataSpec(
+        sources=[SourceSpec(name=name, kind="json", data_files=[f"pair_subsets/{name}.jsonl"], image_column="file_name",
+                            image_root="train", caption_columns=_CAPTIONS)]
+    ).save(paths.root / f"{name}.yaml")  # fmt: skip
+
+
+def _metadata_rows(folder: Path) -> list[dict]:
+    with open(folder / "metadata.jsonl", encoding="utf-8") as metadata:
+        return [json.loads(line) for line in metadata]
 
 
 def _write_json(path: Path, content) -> None:
