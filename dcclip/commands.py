@@ -19,7 +19,7 @@ class Command(NamedTuple):
 
 COMMANDS: dict[str, Command] = {
     "demo": Command(
-        "dcclip.demo.run:main", "Run the whole method end to end, offline, on the built-in bilingual benchmark."
+        "dcclip.demo.command:main", "Run the whole method end to end, offline, on the built-in bilingual benchmark."
     ),
     "make-benchmark": Command(
         "dcclip.trainers.make_benchmark:main", "Write the built-in bilingual benchmark (images, captions, data specs)."

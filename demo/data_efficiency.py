@@ -22,7 +22,7 @@ from .comparison import FINAL_STUDENT, TEACHER
 from .plots import COLOURS, DPI, FONT_SIZE, pyplot
 from .report import RunRecord, load_text, regime_text, seed_text, seed_values_dict
 
-STUDY_NAME = "data-efficiency"
+
 TABLE_FILE = "data_efficiency.md"
 DATA_FILE = "data_efficiency.json"
 FIGURE_FILE = "data_efficiency.png"

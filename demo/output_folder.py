@@ -14,6 +14,8 @@ import os
 import shutil
 from pathlib import Path
 
+from dcclip.command_errors import CommandError
+
 MARKER = ".dcclip-demo"
 MARKER_VERSION = 1
 # Top-level folders that only the demo writes into: after an interrupted run, unlisted files inside them are its own.
@@ -23,7 +25,7 @@ DEMO_LOG = "demo.log"
 SHOWN_ENTRIES = 10  # files or folders named in a refusal
 
 
-class OutputFolderError(SystemExit):
+class OutputFolderError(CommandError):
     """The output folder cannot be used; the message says why and what to do."""
 
 
@@ -83,17 +85,17 @@ def prepare_output_folder(out: Path) -> Path:
     """Create `out`, or empty an earlier demo's folder: only when every file in it is the demo's own (see the
     module docstring); otherwise refuse, naming the files and deleting nothing."""
     if out.exists() and not out.is_dir():
-        raise OutputFolderError(f"dcclip demo: --out {out} is a file, not a folder; choose another --out")
+        raise OutputFolderError(f"--out {out} is a file, not a folder; choose another --out")
     if out.is_dir() and any(out.iterdir()):
         if not (out / MARKER).is_file():
             raise OutputFolderError(
-                f"dcclip demo: {out} exists, is not empty and is not a demo output folder (no {MARKER}); nothing was "
+                f"{out} exists, is not empty and is not a demo output folder (no {MARKER}); nothing was "
                 "deleted. Choose another --out"
             )
         foreign = foreign_files(out)
         if foreign:
             raise OutputFolderError(
-                f"dcclip demo: refusing to reuse {out}: it holds {len(foreign)} file(s) that the earlier demo run did "
+                f"refusing to reuse {out}: it holds {len(foreign)} file(s) that the earlier demo run did "
                 f"not write or that changed since it wrote them ({describe_files(foreign)}). Nothing was deleted. Move "
                 "those files elsewhere, or choose another --out"
             )

@@ -29,7 +29,7 @@ import datasets
 import torch
 import transformers
 
-from dcclip.command_line import CommandParser
+from dcclip.command_errors import UsageError
 from dcclip.evaluation.model_loading import EvaluatedModel, load_evaluated_model
 from dcclip.evaluation.report import add_teacher_retention, build_report
 from dcclip.evaluation.results import EvaluationResults
@@ -50,8 +50,9 @@ from .comparison import (
     student_seeds,
 )
 from .console import LOG_FORMAT, StepClock, cpu_seconds, minutes, peak_memory_mb, training_run_output
-from .data_efficiency import STUDY_NAME, write_study
+from .data_efficiency import write_study
 from .hub_export import check_reload, describe_reload, export_for_hub, reload_probe
+from .options import DEFAULT_OUT
 from .output_folder import prepare_output_folder, record_output_files
 from .scales import SCALES, DemoScale, get_scale
 from .teacher_pretraining import pretrain_teacher
@@ -60,55 +61,21 @@ logger = logging.getLogger("demo")
 
 DEMO_STEPS = 6
 STUDY_STEPS = 5
-DEFAULT_OUT = {None: Path("dcclip-demo"), STUDY_NAME: Path("dcclip-demo-data-efficiency")}
-
-
-def build_parser() -> CommandParser:
-    parser = CommandParser(
-        prog="dcclip demo", description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--out", type=Path, help="output folder (default: ./dcclip-demo, ./dcclip-demo-data-efficiency with --study)"
-    )
-    parser.add_argument(
-        "--seed", type=int, default=0,
-        help="seed of the data and the teacher; the student seeds are SEED, SEED+1, ... (--seeds of them)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--seeds", type=int,
-        help="student seeds, at least 2: every variant is trained once per seed (default: the scale's; small 3)",
-    )  # fmt: skip
-    parser.add_argument("--scale", choices=sorted(SCALES), default="small", help="sizes and budgets (demo/scales.py)")
-    parser.add_argument(
-        "--device", choices=["auto", "cpu", "cuda"], default="auto",
-        help="where to train and evaluate (auto: a GPU when torch sees one). cuda is the first visible GPU, as for "
-        "the Trainer; pick another with CUDA_VISIBLE_DEVICES",
-    )  # fmt: skip
-    parser.add_argument(
-        "--teacher",
-        help="use this teacher (Hub id such as BAAI/AltCLIP, or a folder with model + processor) instead of "
-        "pre-training the small one; the student then uses its tokenizer",
-    )
-    parser.add_argument(
-        "--study", choices=[STUDY_NAME],
-        help="data-efficiency: every variant at several sizes of the stage-2 pair set (longer; see docs/demo.md)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch CPU threads. The demo's models are small: one thread runs them faster than two on a 2-core "
-        "machine, and leaves the other core to the data loader",
-    )
-    return parser
-
-
 def resolve_device(name: str) -> str:
-    """`auto` -> `cuda` when a GPU is visible, else `cpu`; `cuda` without a GPU is an error."""
+    """`auto` -> `cuda` when a GPU is visible, else `cpu`. `cuda:N` narrows CUDA_VISIBLE_DEVICES to GPU N (before CUDA
+    starts), so that the Trainer's own `cuda` is that GPU; a GPU name without a GPU is an error."""
+    if name.startswith("cuda:"):
+        index = int(name.split(":")[1])
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        ids = visible.split(",") if visible else [str(i) for i in range(torch.cuda.device_count())]
+        if index >= len(ids):
+            raise UsageError(f"--device {name}: torch sees {len(ids)} GPU(s)")
+        os.environ["CUDA_VISIBLE_DEVICES"] = ids[index]
+        name = "cuda"
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
-        raise SystemExit(f"dcclip demo: --device {name} but torch sees no GPU (torch {torch.__version__})")
+        raise UsageError(f"--device {name} but torch sees no GPU (torch {torch.__version__})")
     return name
 
 
@@ -260,14 +227,10 @@ def _record_resources(run: report.RunRecord, clock: StepClock) -> None:
     run.load_average["end"] = os.getloadavg()[0]
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of `dcclip demo`; returns the exit status (0 also when a quality target is missed: the report
-    says which)."""
-    args = build_parser().parse_args(argv)
+def run_demo(args: argparse.Namespace) -> int:
+    """Run the demo with the options of `demo/options.py`; returns the exit status."""
     scale = get_scale(args.scale)
     seeds = student_seeds(args.seed, args.seeds or scale.seeds)
-    if len(seeds) < 2:
-        raise SystemExit("dcclip demo: --seeds must be at least 2 (the seed spread needs two runs of each variant)")
     device = resolve_device(args.device)
     out = prepare_output_folder(args.out or DEFAULT_OUT[args.study])
     configure_logging(out / "demo.log")
@@ -340,7 +303,3 @@ def main(argv: list[str] | None = None) -> int:
     logging.shutdown()
     record_output_files(out, finished=True)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

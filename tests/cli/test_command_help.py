@@ -18,9 +18,7 @@ from dcclip.stage_help import STAGE_COMMANDS, STORED_HELP, TRAINER_TITLE, live_d
 # rather than timing `--help`, keeps the test exact on a loaded CI machine; on an idle 2-core machine the commands
 # that import none of these answer in 0.1-1 s (docs/commands.md has the measured times).
 HEAVY_MODULES = ("torch", "datasets", "deepspeed", "matplotlib", "onnx", "onnxruntime", "sentencepiece")
-# `dcclip demo` belongs to the demo's own rework (issue 18's demo items): its parser still imports torch first.
-DEMO_PENDING = pytest.mark.xfail(strict=True, reason="demo/run.py's parse layer is reworked with the demo")
-COMMAND_PARAMS = [pytest.param(name, marks=DEMO_PENDING) if name == "demo" else name for name in COMMANDS]
+COMMAND_PARAMS = list(COMMANDS)
 
 _HELP_PROBE = """
 import json, sys
