@@ -26,8 +26,10 @@ class DistillationConfig(TrainingArguments):
     )  # fmt: skip
     teacher_dtype: str = field(
         default="auto",
-        metadata={"help": "Teacher weights dtype: 'auto' follows --bf16/--fp16, else float32, bfloat16 or float16."},
-    )
+        metadata={"help": "Teacher weights dtype: 'auto' follows --bf16/--fp16 and, without either, keeps float32 "
+                  "weights but computes in bfloat16 where the device does so natively (Ampere+ GPUs, AMX / "
+                  "AVX512-BF16 CPUs); else float32 (float32 arithmetic), bfloat16 or float16."},
+    )  # fmt: skip
     distill_target: str = field(
         default="feature_maps",
         metadata={"help": "What the student imitates: 'feature_maps' (intermediate maps through 1x1 adapters, "
@@ -74,6 +76,11 @@ class DistillationConfig(TrainingArguments):
         default=None,
         metadata={"help": "Read teacher targets from this cache (built by `dcclip teacher-cache` with the same "
                   "config) instead of running the teacher."},
+    )  # fmt: skip
+    teacher_cache_verify: bool = field(
+        default=True,
+        metadata={"help": "Re-hash every teacher-cache shard at start-up and refuse a cache whose files changed since "
+                  "they were written (reads the whole cache once; false skips it for a cache already verified)."},
     )  # fmt: skip
 
     def __post_init__(self):
