@@ -65,9 +65,13 @@ def _stage1_argv(demo: Path, output_dir: Path) -> list[str]:
 
 
 def run_variant(name: str, demo: Path, out: Path) -> dict:
-    """Stage 1 for one variant (building its cache first); returns timings and cache sizes."""
+    """Stage 1 for one variant (building its cache first); returns timings and cache sizes. A variant whose record
+    and student are already in `out` (an earlier, interrupted run of this script) is reused."""
     kind, extra = VARIANTS[name]
     output_dir = out / "runs" / name
+    record_file = out / "records" / f"{name}.json"
+    if record_file.is_file() and (output_dir / "final" / "model.safetensors").is_file():
+        return json.loads(record_file.read_text())
     argv = _stage1_argv(demo, output_dir)
     record: dict = {"kind": kind, "options": extra}
     if kind == "cache":
@@ -89,6 +93,9 @@ def run_variant(name: str, demo: Path, out: Path) -> dict:
     _run([sys.executable, "-m", "dcclip.trainers.distill", *argv], out / f"{name}.distill.log")
     record["stage1_s"] = round(time.perf_counter() - start, 1)
     record["student"] = str(output_dir / "final")
+    record["load_average"] = os.getloadavg()
+    record_file.parent.mkdir(parents=True, exist_ok=True)
+    record_file.write_text(json.dumps(record, indent=2) + "\n")
     return record
 
 

@@ -9,7 +9,7 @@ that stage 1 reads it instead of running the teacher every epoch (`distill.py --
 It takes the stage-1 config (so that cache and training agree on student, layer mapping, data, max_text_length and
 the loss's target standardisation) plus the options of `TeacherCacheArguments`. Each process writes its shard of
 both towers; a restarted process keeps its complete shards and rewrites half-written ones. The format and what it
-stores: `teacher/cache.py`, docs/distillation.md.
+stores: `teacher/cache.py`, `teacher/cache_writer.py`, docs/distillation.md.
 """
 
 from __future__ import annotations
@@ -27,12 +27,12 @@ from dcclip.trainers.arguments import DistillationDataArguments, StudentArgument
 from dcclip.trainers.distillation_config import DistillationConfig
 from dcclip.trainers.distillation_setup import DistillationSetup, prepare_distillation
 from dcclip.trainers.student.adapters import student_hidden_widths, student_image_grids
-from dcclip.trainers.teacher.cache import (
+from dcclip.trainers.teacher.cache import shard_name
+from dcclip.trainers.teacher.cache_writer import (
     CacheCompression,
     cache_description,
     check_cache_folder,
     prepare_cache_folder,
-    shard_name,
     write_cache_shards,
 )
 from dcclip.trainers.teacher.model import processor_digest, teacher_checkpoint_digest
