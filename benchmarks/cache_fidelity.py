@@ -8,8 +8,8 @@ stage1_feature_maps.yaml`), so every variant starts from the same weights and se
     python benchmarks/cache_fidelity.py --demo runs/demo --out runs/cache_fidelity [--variants live cache-default]
 
 Variants (each a stage-1 run through `dcclip distill`, caches built by `dcclip teacher-cache`):
-    live-float32        the live teacher in float32 arithmetic (the code before bfloat16 autocast)
-    live                the live teacher as stage 1 runs it by default (bfloat16 where the device computes it)
+    live                the live teacher as stage 1 runs it by default (float32 for the demo's 64-wide teacher)
+    live-bfloat16       the live teacher in bfloat16 (weights and arithmetic, as under --bf16 on a GPU)
     cache-float16       a cache of the full maps in float16: every token, the teacher's grid, every channel
     cache-grid          only the default pooling of image maps (the student's last-stage grid)
     cache-rank          only the default low-rank codes (rank = the paired student layer's width)
@@ -31,8 +31,8 @@ import time
 from pathlib import Path
 
 VARIANTS: dict[str, tuple[str, list[str]]] = {
-    "live-float32": ("live", ["--teacher_dtype", "float32"]),
     "live": ("live", []),
+    "live-bfloat16": ("live", ["--teacher_dtype", "bfloat16"]),
     "cache-float16": ("cache", ["--pool_grid", "0", "--cache_rank", "0", "--pool_text", "false"]),
     "cache-grid": ("cache", ["--cache_rank", "0", "--pool_text", "false"]),
     "cache-rank": ("cache", ["--pool_grid", "0", "--pool_text", "false"]),

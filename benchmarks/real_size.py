@@ -139,8 +139,41 @@ def profiled(function, device: str):
     return result, prof.events()
 
 
-def step_split(events, device: str) -> dict:
-    """Seconds per step and its split, from the optimizer steps' end times (the first step is left out)."""
+class ProcessClock:
+    """Wall and CPU seconds of this process at each optimizer step, and the CPU seconds of each teacher call.
+
+    CPU time counts this process's threads only, so it holds still when other jobs share the machine's cores (wall
+    time on a 2-core machine shared by several engineers does not); on an idle machine, wall ~ CPU / threads.
+    """
+
+    def __init__(self):
+        self.steps: list[tuple[float, float]] = []
+        self.teacher_calls: list[tuple[float, float]] = []  # (wall at start, CPU seconds)
+
+    def install(self) -> None:
+        """Hook every optimizer's step and time `DistillationTeacher.targets_for_batch` (in this process only)."""
+        from torch.optim.optimizer import register_optimizer_step_post_hook
+
+        from dcclip.trainers.teacher.model import DistillationTeacher
+
+        register_optimizer_step_post_hook(lambda *_: self.steps.append((time.perf_counter(), time.process_time())))
+        targets_for_batch = DistillationTeacher.targets_for_batch
+
+        def timed(teacher, *args, **kwargs):
+            wall, cpu = time.perf_counter(), time.process_time()
+            result = targets_for_batch(teacher, *args, **kwargs)
+            self.teacher_calls.append((wall, time.process_time() - cpu))
+            return result
+
+        DistillationTeacher.targets_for_batch = timed
+
+
+CLOCK = ProcessClock()
+
+
+def step_split(events, device: str, steps: int) -> dict:
+    """Seconds per step (wall and CPU) and its split, from the optimizer steps' end times (the first of `steps` is
+    left out); the wall split from the profile's named ranges, the teacher's CPU seconds from `CLOCK`."""
 
     def ranges(match) -> list[tuple[float, float]]:
         chosen = [e for e in events if match(e.name)]
@@ -149,10 +182,13 @@ def step_split(events, device: str) -> dict:
             chosen = on_device or chosen
         return sorted((e.time_range.start / 1e6, e.time_range.end / 1e6) for e in chosen)
 
-    steps = [end for _, end in ranges(lambda name: name.startswith(OPTIMIZER_RANGE_PREFIX))]
-    if len(steps) < 2:
-        raise RuntimeError(f"the profile holds {len(steps)} optimizer steps; run at least --steps 2")
-    first, last, count = steps[0], steps[-1], len(steps) - 1
+    optimizer = ranges(lambda name: name.startswith(OPTIMIZER_RANGE_PREFIX))
+    # DeepSpeed's ZeRO optimizer steps the wrapped optimizer once per parameter group: k calls make one step
+    calls, uneven = divmod(len(optimizer), steps)
+    if uneven or not calls:
+        raise RuntimeError(f"the profile holds {len(optimizer)} optimizer step calls for {steps} steps")
+    ends = [optimizer[(i + 1) * calls - 1][1] for i in range(steps)]
+    first, last, count = ends[0], ends[-1], steps - 1
 
     def per_step(match) -> float:
         return sum(min(end, last) - max(start, first) for start, end in ranges(match) if end > first and start < last) / count
@@ -166,8 +202,12 @@ def step_split(events, device: str) -> dict:
     }
     s_per_step = (last - first) / count
     split["backward_and_rest"] = s_per_step - sum(split.values())
+    clock_ends = [CLOCK.steps[(i + 1) * calls - 1] for i in range(steps)]
+    (wall_first, cpu_first), (_, cpu_last) = clock_ends[0], clock_ends[-1]
+    teacher_cpu = sum(cpu for wall, cpu in CLOCK.teacher_calls if wall > wall_first) / count
     return {"s_per_step": round(s_per_step, 3), "measured_steps": count,
-            "split_s": {name: round(value, 3) for name, value in split.items()}}  # fmt: skip
+            "split_s": {name: round(value, 3) for name, value in split.items()},
+            "cpu_s_per_step": round((cpu_last - cpu_first) / count, 3), "teacher_cpu_s_per_step": round(teacher_cpu, 3)}  # fmt: skip
 
 
 def top_operators(events, within: str, limit: int = 6) -> list[dict]:
@@ -219,29 +259,62 @@ def previous_teacher_call(self, pixel_values=None, input_ids=None, attention_mas
         return targets
 
 
-def run_stage1(args: argparse.Namespace, inputs: dict, name: str, extra: list[str]) -> dict:
+def run_stage1(args: argparse.Namespace, inputs: dict, name: str, extra: list[str]):
+    """A profiled stage-1 run; returns its trainer and step split."""
     from dcclip.trainers.distill import run as run_distill
 
     trainer, events = profiled(lambda: run_distill(stage1_argv(args, inputs, args.work_dir / "runs" / name) + extra),
                                args.device)  # fmt: skip
-    result = step_split(events, args.device)
+    result = step_split(events, args.device, args.steps)
     result["teacher_top_operators"] = top_operators(events, TEACHER_RANGE)
     result["student_parameters"] = trainer.model.student.num_parameters()
     if trainer.teacher is not None:
         result["teacher_parameters"] = trainer.teacher.model.num_parameters()
-        result["teacher_compute_dtype"] = str(trainer.teacher.compute_dtype or trainer.teacher.model.dtype)
-    return result
+        result["teacher_dtype"] = str(trainer.teacher.model.dtype)
+    return trainer, result
+
+
+def stage1_memory(trainer, device: str, sizes=(2, 4)) -> dict:
+    """Stage 1's memory per sample after a run, from its trainer: the student step in bfloat16 autocast (student +
+    adapters + loss, forward and backward), the targets it holds, and for a live teacher its forward pass."""
+    from dcclip.trainers.losses.distillation import distillation_loss_parts
+    from dcclip.trainers.teacher.targets import TeacherTargets
+
+    model, plan, torch_device = trainer.model.train(), trainer.plan, torch.device(device)
+    layers = (plan.teacher_image_layers, plan.teacher_text_layers, plan.teacher_embeddings)
+    measured: dict[str, list[float]] = {"student_step": [], "teacher_targets": [], "teacher_forward": []}
+    for size in sizes:
+        rows = trainer.data_collator([trainer.train_dataset[i] for i in range(size)])
+        if "teacher_targets" in rows:
+            targets = TeacherTargets.from_batch_entry(rows.pop("teacher_targets"))
+        else:
+            forward = lambda rows=rows: trainer.teacher.targets_for_batch(rows, *layers)  # noqa: E731
+            measured["teacher_forward"].append(_peak_allocated(forward, device))
+            targets = forward()
+        held = [t for v in vars(targets).values() if v is not None for t in (v if isinstance(v, list) else [v])]
+        measured["teacher_targets"].append(float(sum(t.numel() * t.element_size() for t in held)))
+        rows = {k: v.to(torch_device) for k, v in rows.items()}
+
+        def loss(rows=rows, targets=targets):
+            features = model(rows["pixel_values"], rows["input_ids"], rows["attention_mask"])
+            return sum(distillation_loss_parts("feature_maps", features, targets, trainer.args.loss_weights,
+                                               rows["attention_mask"], plan.text_token_by_token).values())  # fmt: skip
+
+        measured["student_step"].append(_peak_allocated(lambda loss=loss: _training_step(model, loss, torch_device), device))
+    return {name: _slope(values, sizes) for name, values in measured.items() if values}
 
 
 def phase_stage1_live(args, inputs) -> dict:
-    return run_stage1(args, inputs, "stage1_live", [])
+    trainer, result = run_stage1(args, inputs, "stage1_live", [])
+    result["memory_per_sample"] = stage1_memory(trainer, args.device)
+    return result
 
 
 def phase_stage1_live_previous(args, inputs) -> dict:
     from dcclip.trainers.teacher.model import DistillationTeacher
 
     DistillationTeacher.__call__ = previous_teacher_call  # this process only
-    return run_stage1(args, inputs, "stage1_live_previous", ["--teacher_dtype", "float32"])
+    return run_stage1(args, inputs, "stage1_live_previous", ["--teacher_dtype", "float32"])[1]
 
 
 def phase_cache_build(args, inputs) -> dict:
@@ -271,16 +344,10 @@ def phase_cache_build(args, inputs) -> dict:
 
 
 def phase_stage1_cache(args, inputs) -> dict:
-    return run_stage1(args, inputs, "stage1_cache", ["--teacher_cache_dir", str(args.work_dir / "runs" / "teacher_cache")])
-
-
-def phase_align(args, inputs) -> dict:
-    from dcclip.trainers.align import main as align_main
-
-    extra = ["--deepspeed", str(REPO_ROOT / "ds_configs" / "zero2.json")] if args.deepspeed else []
-    output_dir = args.work_dir / "runs" / ("align_zero2" if args.deepspeed else "align")
-    _, events = profiled(lambda: align_main(align_argv(args, inputs, output_dir) + extra), args.device)
-    return step_split(events, args.device)
+    trainer, result = run_stage1(args, inputs, "stage1_cache",
+                                 ["--teacher_cache_dir", str(args.work_dir / "runs" / "teacher_cache")])  # fmt: skip
+    result["memory_per_sample"] = stage1_memory(trainer, args.device)
+    return result
 
 
 def _peak_allocated(function, device: str) -> float:
@@ -302,75 +369,28 @@ def _peak_allocated(function, device: str) -> float:
     return float(peak)
 
 
+def _slope(values: list[float], sizes) -> dict:
+    """MB per sample (slope between two batch sizes) and the batch-independent part (intercept), from bytes."""
+    slope = (values[1] - values[0]) / (sizes[1] - sizes[0])
+    return {"mb_per_sample": round(slope / 1e6, 2), "fixed_mb": round((values[0] - slope * sizes[0]) / 1e6, 1)}
+
+
 def _per_sample(measure, sizes=(2, 4)) -> dict:
-    """Bytes per sample (slope between two batch sizes) and the batch-independent part (intercept)."""
-    small, large = (measure(size) for size in sizes)
-    slope = (large - small) / (sizes[1] - sizes[0])
-    return {"mb_per_sample": round(slope / 1e6, 2), "fixed_mb": round((small - slope * sizes[0]) / 1e6, 1)}
+    """`_slope` of `measure(batch size)` (bytes) at two batch sizes."""
+    return _slope([measure(size) for size in sizes], sizes)
 
 
-PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16}
-
-
-def _training_step(model, forward_loss, device: torch.device, dtype) -> None:
-    """One forward (under autocast to `dtype`, if any) and backward; gradients dropped."""
-    with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+def _training_step(model, forward_loss, device: torch.device) -> None:
+    """One forward under bfloat16 autocast (the recipes' GPU precision) and backward; gradients dropped."""
+    with torch.autocast(device.type, dtype=torch.bfloat16):
         loss = forward_loss()
     loss.backward()
     model.zero_grad(set_to_none=True)
 
 
-def stage1_memory(args, inputs) -> dict:
-    """Stage 1's student step (student + adapters, targets from the cache) and the live teacher's forward."""
-    from dcclip.trainers.data import ImageTextCollator
-    from dcclip.trainers.distill import parse_args as distill_args
-    from dcclip.trainers.distillation_setup import prepare_distillation, training_rows
-    from dcclip.trainers.losses.distillation import distillation_loss_parts
-    from dcclip.trainers.teacher.model import DistillationTeacher
-    from dcclip.trainers.teacher.targets import TeacherTargets
-
-    device = torch.device(args.device)
-    cache_dir = args.work_dir / "runs" / "teacher_cache"
-    student_args, data_args, config = distill_args(
-        stage1_argv(args, inputs, args.work_dir / "runs" / "unused") + ["--teacher_cache_dir", str(cache_dir)]
-    )
-    setup = prepare_distillation(student_args, data_args, config)
-    training = training_rows(*setup.load_tower_data())
-    rows = [training[i] for i in range(4)]
-    collator = setup.collator()
-    model = setup.student_with_adapters().to(device).train()
-
-    def student_step(size: int, dtype) -> float:
-        batch = collator(rows[:size])
-        targets = TeacherTargets.from_batch_entry(batch.pop("teacher_targets"))
-        batch = {k: v.to(device) for k, v in batch.items()}
-
-        def loss():
-            features = model(batch["pixel_values"], batch["input_ids"], batch["attention_mask"])
-            parts = distillation_loss_parts("feature_maps", features, targets, config.loss_weights,
-                                            batch["attention_mask"], setup.plan.text_token_by_token)  # fmt: skip
-            return sum(parts.values())
-
-        return _peak_allocated(lambda: _training_step(model, loss, device, dtype), args.device)
-
-    result = {"stage1_student_step": {name: _per_sample(lambda n, d=dtype: student_step(n, d))
-                                      for name, dtype in PRECISIONS.items()}}  # fmt: skip
-    teacher = DistillationTeacher.from_pretrained(str(inputs["teacher"]), dtype=torch.bfloat16).to(device)
-    live_collator = ImageTextCollator(setup.student.processor, setup.teacher_processor,
-                                      max_text_length=student_args.max_text_length,
-                                      teacher_shares_tokenizer=setup.shared_tokenizer)  # fmt: skip
-    layers = (setup.plan.teacher_image_layers, setup.plan.teacher_text_layers)
-
-    def teacher_forward(size: int) -> float:
-        batch = live_collator(rows[:size])
-        return _peak_allocated(lambda: teacher.targets_for_batch(batch, *layers), args.device)
-
-    result["stage1_live_teacher_forward_bfloat16"] = _per_sample(teacher_forward)
-    return result
-
-
-def stage2_memory(args, inputs) -> dict:
-    """Stage 2's student step: both towers, both captions of each image, the bilingual InfoNCE."""
+def phase_memory(args, inputs) -> dict:
+    """Stage 2's student step (both towers, both captions of each image, the bilingual InfoNCE): peak memory per
+    image in bfloat16 autocast, for docs/scale_out.md's per-GPU estimate (stage 1's are measured in its phases)."""
     from dcclip.trainers.arguments import StudentArguments
     from dcclip.trainers.data import ImageTextCollator, load_image_text_data
     from dcclip.trainers.losses.contrastive import ContrastiveLoss
@@ -383,7 +403,7 @@ def stage2_memory(args, inputs) -> dict:
     collator = ImageTextCollator(processor, bilingual="both", max_text_length=77)
     contrastive = ContrastiveLoss(num_languages=2, local_loss=True)
 
-    def student_step(size: int, dtype) -> float:
+    def student_step(size: int) -> float:
         batch = {k: v.to(device) for k, v in collator([pairs[i] for i in range(size)]).items()}
 
         def loss():
@@ -392,16 +412,9 @@ def stage2_memory(args, inputs) -> dict:
             return contrastive(out.image_embeds, out.text_embeds, batch["image_index"], batch["language"],
                                out.logit_scale).loss  # fmt: skip
 
-        return _peak_allocated(lambda: _training_step(student, loss, device, dtype), args.device)
+        return _peak_allocated(lambda: _training_step(student, loss, device), args.device)
 
-    return {"stage2_student_step": {name: _per_sample(lambda n, d=dtype: student_step(n, d))
-                                    for name, dtype in PRECISIONS.items()}}  # fmt: skip
-
-
-def phase_memory(args, inputs) -> dict:
-    """Peak memory per sample of each stage's step, in float32 and in bfloat16 autocast (the GPU recipes' precision),
-    for docs/scale_out.md's per-GPU estimate."""
-    return {**stage1_memory(args, inputs), **stage2_memory(args, inputs)}
+    return {"memory_per_sample": {"student_step": _per_sample(student_step)}}
 
 
 # ----- driver -------------------------------------------------------------------------------------------------------
@@ -449,6 +462,7 @@ def run_phase(args: argparse.Namespace, phase: str) -> dict:
 def child(args: argparse.Namespace) -> None:
     """A phase's own process: run it and write its record (one file per rank under DeepSpeed)."""
     torch.manual_seed(0)
+    CLOCK.install()
     inputs = {"teacher": prepare_teacher(args.work_dir), **prepare_data(args.work_dir, _images_needed(args))}
     record = globals()[f"phase_{args.phase}"](args, inputs)
     record["peak_rss_gb"] = peak_rss_gb()
@@ -458,7 +472,7 @@ def child(args: argparse.Namespace) -> None:
 
 
 def _images_needed(args: argparse.Namespace) -> int:
-    return max(16, 2 * args.steps * args.batch)  # two ranks of stage 2 each take a batch per step
+    return max(16, args.steps * args.batch)  # stage 1's rows; stage 2 on two ranks wraps around once
 
 
 def summarize(args: argparse.Namespace, phases: dict[str, dict], wall_s: float) -> dict:
@@ -467,13 +481,15 @@ def summarize(args: argparse.Namespace, phases: dict[str, dict], wall_s: float) 
     teacher_share = live["split_s"]["teacher"] / live["s_per_step"]
     limit = 1 / (1 - teacher_share)
     speedup = live["s_per_step"] / cached["s_per_step"]
+    cpu_share = live["teacher_cpu_s_per_step"] / live["cpu_s_per_step"]
+    cpu_limit, cpu_speedup = 1 / (1 - cpu_share), live["cpu_s_per_step"] / cached["cpu_s_per_step"]
     return {
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
                     "device": args.device, "bf16": args.bf16, "load_average_at_end": os.getloadavg()},  # fmt: skip
         "settings": {"steps": args.steps, "batch": args.batch, "measured_steps": live["measured_steps"]},
         "teacher_params": live["teacher_parameters"],
         "student_params": live["student_parameters"],
-        "teacher_compute_dtype": live["teacher_compute_dtype"],
+        "teacher_dtype": live["teacher_dtype"],
         "live_s_per_step": live["s_per_step"],
         "live_step_split_s": live["split_s"],
         "teacher_share": round(teacher_share, 3),
@@ -486,6 +502,20 @@ def summarize(args: argparse.Namespace, phases: dict[str, dict], wall_s: float) 
         "cache_speedup": round(speedup, 2),
         "cache_speedup_limit": round(limit, 2),
         "cache_speedup_of_limit": round(speedup / limit, 3),
+        "cpu": {
+            "live_cpu_s_per_step": live["cpu_s_per_step"],
+            "teacher_cpu_s_per_step": live["teacher_cpu_s_per_step"],
+            "teacher_share": round(cpu_share, 3),
+            "previous_live_cpu_s_per_step": previous["cpu_s_per_step"],
+            "previous_teacher_cpu_s_per_step": previous["teacher_cpu_s_per_step"],
+            "live_speedup_over_previous": round(previous["cpu_s_per_step"] / live["cpu_s_per_step"], 2),
+            "cache_cpu_s_per_step": cached["cpu_s_per_step"],
+            "cache_speedup": round(cpu_speedup, 2),
+            "cache_speedup_limit": round(cpu_limit, 2),
+            "cache_speedup_of_limit": round(cpu_speedup / cpu_limit, 3),
+            "align_cpu_s_per_step": phases["align"]["cpu_s_per_step"],
+            "align_zero2_cpu_s_per_step_rank0": phases["align_zero2"]["cpu_s_per_step"],
+        },
         **{key: build[key] for key in ("cache_bytes_per_image", "cache_bytes_per_text", "codec_bytes_per_shard",
                                        "cache_build_s_per_image", "cache_build_s_per_text", "ranks", "image_grids",
                                        "text_pooled")},  # fmt: skip
@@ -493,7 +523,11 @@ def summarize(args: argparse.Namespace, phases: dict[str, dict], wall_s: float) 
         "align_step_split_s": phases["align"]["split_s"],
         "align_zero2_s_per_step": phases["align_zero2"]["s_per_step"],
         "align_zero2_peak_rss_gb_per_rank": phases["align_zero2"].get("peak_rss_gb_per_rank"),
-        "memory_per_sample": phases["memory"],
+        "memory_per_sample_mb": {
+            "stage1_live": live["memory_per_sample"],
+            "stage1_cache": cached["memory_per_sample"],
+            "stage2_student_step": phases["memory"]["memory_per_sample"]["student_step"],
+        },
         "peak_rss_gb": max(phase["peak_rss_gb"] for phase in phases.values()),
         "peak_rss_gb_per_phase": {name: phase["peak_rss_gb"] for name, phase in phases.items()},
         "wall_s_per_phase": {name: phase["wall_s"] for name, phase in phases.items()},

@@ -26,9 +26,9 @@ class DistillationConfig(TrainingArguments):
     )  # fmt: skip
     teacher_dtype: str = field(
         default="auto",
-        metadata={"help": "Teacher weights dtype: 'auto' follows --bf16/--fp16 and, without either, keeps float32 "
-                  "weights but computes in bfloat16 where the device does so natively (Ampere+ GPUs, AMX / "
-                  "AVX512-BF16 CPUs); else float32 (float32 arithmetic), bfloat16 or float16."},
+        metadata={"help": "Teacher dtype: 'auto' follows --bf16/--fp16 and, without either, is bfloat16 where the "
+                  "device computes it natively (Ampere+ GPUs; AMX / AVX512-BF16 CPUs for teachers at least 768 "
+                  "wide), else float32; or float32, bfloat16, float16."},
     )  # fmt: skip
     distill_target: str = field(
         default="feature_maps",

@@ -23,7 +23,6 @@ from dcclip.trainers.teacher.model import (
     DistillationTeacher,
     load_teacher_layout,
     processor_digest,
-    resolve_compute_dtype,
     resolve_dtype,
     shares_tokenizer,
     teacher_checkpoint_digest,
@@ -50,11 +49,9 @@ class DistillationSetup:
 
     def load_teacher(self) -> DistillationTeacher:
         """Load the teacher's weights (not yet placed: the Trainer places or shards it)."""
-        dtype = resolve_dtype(self.config.teacher_dtype, self.config.bf16, self.config.fp16)
-        compute_dtype = resolve_compute_dtype(self.config.teacher_dtype, dtype, self.config.device)
-        return DistillationTeacher.load_for_training(
-            self.config.teacher, self.config, processor=self.teacher_processor, dtype=dtype, compute_dtype=compute_dtype
-        )
+        config, width = self.config, max(self.layout.image_width, self.layout.text_width)
+        dtype = resolve_dtype(config.teacher_dtype, config.bf16, config.fp16, config.device, width)
+        return DistillationTeacher.load_for_training(config.teacher, config, processor=self.teacher_processor, dtype=dtype)
 
     def load_tower_data(self) -> tuple[ImageTextData | None, ImageTextData | None]:
         """The image tower's and the text tower's data (None for a tower without a data spec)."""

@@ -222,7 +222,8 @@ class TeacherCache:
                     f"are missing or unfinished (e.g. {missing[0]}); finish building them (rerun those shards)"
                 )
             self.shards[tower] = [_Shard(self.folder / name) for name in complete]
-        self._indexes: dict[str, _SampleIndex] = {}
+        # built here, before DataLoader workers fork: they then share the index's pages instead of each building one
+        self._indexes = {tower: _SampleIndex(shards) for tower, shards in self.shards.items()}
 
     @property
     def num_images(self) -> int:
@@ -254,6 +255,7 @@ class TeacherCache:
                     f"the teacher cache {self.folder} was built from another teacher {what} than --teacher {teacher} "
                     f"({what} SHA-256 {str(expected)[:16]}... when built, {found[:16]}... now; built from "
                     f"{recorded.get('name')!r}); rebuild the cache with this teacher or give the teacher it was built with"
+                    + (" (a processor also reads differently under another transformers version)" if what == "processor" else "")
                 )
 
     def verify_checksums(self, threads: int = 4) -> None:
@@ -269,8 +271,6 @@ class TeacherCache:
             )
 
     def _locate(self, tower: str, ids: list[bytes], kind: str) -> list[tuple[int, int]]:
-        if tower not in self._indexes:
-            self._indexes[tower] = _SampleIndex(self.shards[tower])
         found = self._indexes[tower].locate(ids)
         missing = [sample_id.hex() for sample_id, where in zip(ids, found) if where is None]
         if missing:

@@ -154,6 +154,11 @@ def _differences(old: Mapping, new: Mapping, prefix: str = "") -> list[str]:
     return names
 
 
+def _comparable(description: Mapping) -> dict:
+    """A build's description without the teacher's name: shards may give the same teacher by another path."""
+    return {**description, "teacher": {k: v for k, v in description["teacher"].items() if k != "name"}}
+
+
 def prepare_cache_folder(
     folder: str | Path, description: dict, shard_names: Sequence[str], overwrite: bool, num_shards: int
 ) -> list[str]:
@@ -169,9 +174,9 @@ def prepare_cache_folder(
     if folder.is_dir() and any(folder.iterdir()):
         metadata_file = folder / METADATA_FILE
         existing = json.loads(metadata_file.read_text(encoding="utf-8")) if metadata_file.is_file() else None
-        differs = existing is not None and existing != description
+        differs = existing is not None and _comparable(existing) != _comparable(description)
         if differs and not overwrite:
-            changes = "; ".join(_differences(existing, description)[:4])
+            changes = "; ".join(_differences(_comparable(existing), _comparable(description))[:4])
             raise FileExistsError(
                 f"{folder} holds a teacher cache of another build ({changes}); pass --overwrite_cache true to "
                 "replace it, or choose another folder"

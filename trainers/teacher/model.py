@@ -4,14 +4,13 @@ that returns, for a batch, the selected intermediate hidden states of each tower
 The teacher is never trained: weights are frozen (`requires_grad=False`), the model stays in eval mode, every call
 runs under `torch.inference_mode()`. It computes only what stage 1's loss reads: the requested hidden states (caught by
 hooks on the tower's blocks, not the whole `hidden_states` tuple), and, when no final embedding is a target, it stops
-after the deepest requested block. Where the weights are float32 and the device computes bfloat16 natively (Ampere or
-newer GPUs, CPUs with AMX / AVX512-BF16), it computes in bfloat16 under autocast (`resolve_precision`). Under
+after the deepest requested block. `teacher_dtype: auto` runs it in bfloat16 where the device computes that natively
+(`resolve_dtype`: Ampere or newer GPUs; CPUs with AMX / AVX512-BF16 for a teacher at least 768 wide). Under
 DeepSpeed ZeRO-3 it is sharded across ranks (`shard_with_deepspeed`), otherwise it is placed on the device once (`to`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import hashlib
 import json
@@ -36,20 +35,15 @@ logger = logging.getLogger(__name__)
 DEFAULT_TEACHER = "BAAI/AltCLIP"
 
 
-def resolve_dtype(name: str, bf16: bool = False, fp16: bool = False) -> torch.dtype:
-    """`"auto"` follows the run's mixed precision (bf16 / fp16 / float32); otherwise a torch dtype name."""
-    if name == "auto":
-        return torch.bfloat16 if bf16 else torch.float16 if fp16 else torch.float32
-    dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-    if name not in dtypes:
-        raise ValueError(f"teacher dtype must be 'auto' or one of {sorted(dtypes)}, got {name!r}")
-    return dtypes[name]
+# On CPUs, bfloat16 pays off only on wide layers: on this repository's 2-core Xeon (AMX) a linear layer of width w and
+# 4w outputs took, in CPU time, 1.5x longer in bfloat16 than in float32 at w = 64, 1.3x less at w = 512, 1.9x less at
+# w = 768 and 3.1x less at w = 1024; the demo's 64-wide teacher took 1.6x longer as a whole.
+CPU_BFLOAT16_MIN_WIDTH = 768
 
 
 def device_computes_bfloat16(device: torch.device | str) -> bool:
     """Whether `device` computes bfloat16 matrix products natively: CUDA GPUs of compute capability 8.0 or newer,
-    CPUs with AMX or AVX512-BF16 (on this repository's 2-core Xeon a 1024 x 4096 linear layer ran 4.8x faster in
-    bfloat16 than in float32)."""
+    CPUs with AMX or AVX512-BF16."""
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.is_available() and torch.cuda.get_device_capability(device)[0] >= 8
@@ -59,16 +53,25 @@ def device_computes_bfloat16(device: torch.device | str) -> bool:
     return False
 
 
-def resolve_compute_dtype(name: str, weights_dtype: torch.dtype, device: torch.device | str) -> torch.dtype | None:
-    """The dtype the teacher computes in under autocast, or None (its weights' dtype).
-
-    `teacher_dtype: auto` with float32 weights (a run without --bf16/--fp16) computes in bfloat16 where the device does
-    so natively: the teacher is frozen, its outputs are regression targets that the cache stores in float16 anyway,
-    and its forward pass is most of a live stage-1 step. An explicit `float32` keeps float32 arithmetic.
-    """
-    if name == "auto" and weights_dtype == torch.float32 and device_computes_bfloat16(device):
-        return torch.bfloat16
-    return None
+def resolve_dtype(
+    name: str, bf16: bool = False, fp16: bool = False, device: torch.device | str | None = None, width: int = 0
+) -> torch.dtype:
+    """The teacher's dtype. `"auto"` follows the run's mixed precision (bf16 / fp16); without either it is bfloat16
+    where `device` computes bfloat16 natively (on a CPU only for a teacher at least `CPU_BFLOAT16_MIN_WIDTH` wide;
+    `width`: its wider tower's hidden size), else float32. The teacher is frozen and its outputs are regression
+    targets (that a cache stores in float16 anyway), while its forward pass is most of a live stage-1 step.
+    Otherwise a torch dtype name (`float32` keeps float32 arithmetic everywhere)."""
+    if name == "auto":
+        if bf16 or fp16:
+            return torch.bfloat16 if bf16 else torch.float16
+        if device is not None and device_computes_bfloat16(device):
+            if torch.device(device).type != "cpu" or width >= CPU_BFLOAT16_MIN_WIDTH:
+                return torch.bfloat16
+        return torch.float32
+    dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if name not in dtypes:
+        raise ValueError(f"teacher dtype must be 'auto' or one of {sorted(dtypes)}, got {name!r}")
+    return dtypes[name]
 
 
 def teacher_weights_digest(model: torch.nn.Module) -> str:
@@ -152,11 +155,10 @@ class DistillationTeacher:
     optimizer, DDP or a checkpoint.
     """
 
-    def __init__(self, model: PreTrainedModel, processor, compute_dtype: torch.dtype | None = None):
+    def __init__(self, model: PreTrainedModel, processor):
         model.requires_grad_(False)
         self.model = model.eval()
         self.processor = processor
-        self.compute_dtype = compute_dtype
         self.layout = TeacherLayout.from_config(model.config)
         self.logit_scale = self._read_logit_scale()
         self._engine = None
@@ -171,12 +173,10 @@ class DistillationTeacher:
         name_or_config: str | PreTrainedConfig = DEFAULT_TEACHER,
         processor=None,
         dtype: torch.dtype | None = None,
-        compute_dtype: torch.dtype | None = None,
     ) -> DistillationTeacher:
         """Load a teacher from a Hub id or a local folder (model + processor), or build one from a config.
 
-        A config gives randomly initialised weights and needs `processor`. `compute_dtype` (e.g. bfloat16 over float32
-        weights) runs every call under autocast; see `resolve_compute_dtype`. Training runs use `load_for_training`.
+        A config gives randomly initialised weights and needs `processor`. Training runs use `load_for_training`.
         """
         if isinstance(name_or_config, PreTrainedConfig):
             if processor is None:
@@ -187,9 +187,8 @@ class DistillationTeacher:
             processor = processor or AutoProcessor.from_pretrained(name_or_config)
         if not (hasattr(model, "get_image_features") and hasattr(model, "get_text_features")):
             raise TypeError(f"{type(model).__name__} is not a CLIP-like model (needs get_image_features/get_text_features)")
-        logger.info("teacher: %s, %d parameters, weights %s, computing in %s", type(model).__name__,
-                    model.num_parameters(), model.dtype, compute_dtype or model.dtype)  # fmt: skip
-        return cls(model, processor, compute_dtype)
+        logger.info("teacher: %s, %d parameters, dtype %s", type(model).__name__, model.num_parameters(), model.dtype)
+        return cls(model, processor)
 
     @classmethod
     def load_for_training(
@@ -198,7 +197,6 @@ class DistillationTeacher:
         training_args,
         processor=None,
         dtype: torch.dtype | None = None,
-        compute_dtype: torch.dtype | None = None,
     ) -> DistillationTeacher:
         """`from_pretrained` for a training run (stage 1, or stage 2's teacher term): full weights on every rank.
 
@@ -208,10 +206,10 @@ class DistillationTeacher:
         `TrainingArguments`) holds the DeepSpeed config that is set again afterwards.
         """
         if not is_deepspeed_zero3_enabled():
-            return cls.from_pretrained(name, processor=processor, dtype=dtype, compute_dtype=compute_dtype)
+            return cls.from_pretrained(name, processor=processor, dtype=dtype)
         unset_hf_deepspeed_config()
         try:
-            return cls.from_pretrained(name, processor=processor, dtype=dtype, compute_dtype=compute_dtype)
+            return cls.from_pretrained(name, processor=processor, dtype=dtype)
         finally:
             set_hf_deepspeed_config(training_args.hf_deepspeed_config)
 
@@ -314,12 +312,7 @@ class DistillationTeacher:
         mode), so that losses may save them for backward.
         """
         targets = TeacherTargets(logit_scale=self.logit_scale.to(self.device))
-        autocast = (
-            torch.autocast(self.device.type, dtype=self.compute_dtype)
-            if self.compute_dtype is not None
-            else contextlib.nullcontext()
-        )
-        with torch.inference_mode(), autocast:
+        with torch.inference_mode():
             if pixel_values is not None:
                 pixel_values = pixel_values.to(self.device, self.model.dtype)
                 maps, targets.image_embeds = self._tower_outputs(
