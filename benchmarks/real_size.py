@@ -88,44 +88,26 @@ def prepare_data(work_dir: Path, images: int) -> dict[str, Path]:
 # ----- command lines ------------------------------------------------------------------------------------------------
 
 
-def device_overrides(args: argparse.Namespace) -> list[str]:
-    """What the machine needs on top of the shipped configs."""
-    if args.device == "cpu":
-        # 2 cores: no data workers (each would fork a multi-GB process); bfloat16 only when asked
-        return ["--use_cpu", "true", "--bf16", str(args.bf16).lower(), "--dataloader_num_workers", "0"]
-    return ["--bf16", str(args.bf16).lower()]
+def run_overrides(args: argparse.Namespace) -> list[str]:
+    """What the machine and the measurement need on top of the shipped configs."""
+    common = ["--max_steps", str(args.steps), "--per_device_train_batch_size", str(args.batch),
+              "--logging_steps", "1",  # a log per step makes GPU steps synchronous, so step times are real
+              "--disable_tqdm", "true", "--bf16", str(args.bf16).lower()]  # fmt: skip
+    if args.device == "cpu":  # 2 cores: no data workers (each would fork a multi-GB process)
+        return [*common, "--use_cpu", "true", "--dataloader_num_workers", "0"]
+    return common
 
 
 def stage1_argv(args: argparse.Namespace, inputs: dict, output_dir: Path) -> list[str]:
-    return [
-        str(REPO_ROOT / "configs" / "distill_edge.yaml"),
-        "--teacher", str(inputs["teacher"]),
-        "--image_data", str(inputs["image_data"]),
-        "--text_data", str(inputs["text_data"]),
-        "--output_dir", str(output_dir),
-        "--max_steps", str(args.steps),
-        "--per_device_train_batch_size", str(args.batch),
-        "--logging_steps", "1",  # a log per step makes GPU steps synchronous, so step times are real
-        "--disable_tqdm", "true",
-        *device_overrides(args),
-    ]  # fmt: skip
+    data = [f"--{name}={inputs[name]}" for name in ("teacher", "image_data", "text_data")]
+    return [str(REPO_ROOT / "configs" / "distill_edge.yaml"), *data, f"--output_dir={output_dir}", *run_overrides(args)]
 
 
 def align_argv(args: argparse.Namespace, inputs: dict, output_dir: Path) -> list[str]:
-    return [
-        str(REPO_ROOT / "configs" / "align_edge.yaml"),
-        "--student", str(args.work_dir / "runs" / "stage1_live" / "final"),
-        "--train_data", str(inputs["train_data"]),
-        "--eval_data", str(inputs["eval_data"]),
-        "--zero_shot_benchmark", str(inputs["zero_shot_benchmark"]),
-        "--output_dir", str(output_dir),
-        "--max_steps", str(args.steps),
-        "--per_device_train_batch_size", str(args.batch),
-        "--per_device_eval_batch_size", str(args.batch),
-        "--logging_steps", "1",
-        "--disable_tqdm", "true",
-        *device_overrides(args),
-    ]  # fmt: skip
+    data = [f"--{name}={inputs[name]}" for name in ("train_data", "eval_data", "zero_shot_benchmark")]
+    student = args.work_dir / "runs" / "stage1_live" / "final"
+    return [str(REPO_ROOT / "configs" / "align_edge.yaml"), f"--student={student}", *data, f"--output_dir={output_dir}",
+            f"--per_device_eval_batch_size={args.batch}", *run_overrides(args)]  # fmt: skip
 
 
 # ----- profiles -----------------------------------------------------------------------------------------------------

@@ -104,17 +104,21 @@ def test_teacher_from_a_config_needs_its_processor():
         DistillationTeacher.from_pretrained(AltCLIPConfig())
 
 
-@pytest.mark.parametrize("config_class", [CLIPConfig, ChineseCLIPConfig])
-def test_clip_and_chinese_clip_teachers_give_the_same_targets(config_class, stage1_workspace):
-    tokenizer = stage1_workspace.tokenizer
-    small = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
+def _tiny_clip_family(config_class, tokenizer, num_layers: int) -> DistillationTeacher:
+    small = {"hidden_size": 32, "num_hidden_layers": num_layers, "num_attention_heads": 2, "intermediate_size": 64}
     config = config_class(
         text_config={"vocab_size": len(tokenizer), "max_position_embeddings": 40, **small},
         vision_config={"image_size": 32, "patch_size": 8, **small},
         projection_dim=16,
     )
     processor = DCCLIPProcessor(image_processor=make_image_processor(32), tokenizer=tokenizer)
-    teacher = DistillationTeacher.from_pretrained(config, processor=processor)
+    return DistillationTeacher.from_pretrained(config, processor=processor)
+
+
+@pytest.mark.parametrize("config_class", [CLIPConfig, ChineseCLIPConfig])
+def test_clip_and_chinese_clip_teachers_give_the_same_targets(config_class, stage1_workspace):
+    tokenizer = stage1_workspace.tokenizer
+    teacher = _tiny_clip_family(config_class, tokenizer, num_layers=2)
     assert isinstance(teacher.model, CLIPModel if config_class is CLIPConfig else ChineseCLIPModel)
     texts = _texts(tokenizer)
     targets = teacher(
@@ -126,24 +130,13 @@ def test_clip_and_chinese_clip_teachers_give_the_same_targets(config_class, stag
     assert targets.image_embeds.shape == targets.text_embeds.shape == (2, 16)
 
 
-def _tiny_clip_family(config_class, tokenizer):
-    small = {"hidden_size": 32, "num_hidden_layers": 3, "num_attention_heads": 2, "intermediate_size": 64}
-    config = config_class(
-        text_config={"vocab_size": len(tokenizer), "max_position_embeddings": 40, **small},
-        vision_config={"image_size": 32, "patch_size": 8, **small},
-        projection_dim=16,
-    )
-    processor = DCCLIPProcessor(image_processor=make_image_processor(32), tokenizer=tokenizer)
-    return DistillationTeacher.from_pretrained(config, processor=processor)
-
-
 @pytest.mark.parametrize("config_class", [AltCLIPConfig, CLIPConfig, ChineseCLIPConfig])
 def test_layers_caught_by_hooks_are_the_models_own_hidden_states(config_class, stage1_workspace):
     tokenizer = stage1_workspace.tokenizer
     if config_class is AltCLIPConfig:
         teacher = DistillationTeacher(*build_altclip_teacher(tokenizer))
     else:
-        teacher = _tiny_clip_family(config_class, tokenizer)
+        teacher = _tiny_clip_family(config_class, tokenizer, num_layers=3)
     texts, pixels = _texts(tokenizer), torch.randn(2, 3, 32, 32)
     targets = teacher(pixel_values=pixels, **texts, image_layers=[0, 1, 2, 3], text_layers=[3, 0, 2])
     with torch.no_grad():

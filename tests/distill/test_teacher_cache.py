@@ -243,3 +243,21 @@ def test_shard_comes_from_slurm_array_and_torchrun(monkeypatch):
         resolve_shard(3, None)
     with pytest.raises(ValueError, match=r"--shard_index must be in 0\.\.2"):
         resolve_shard(3, 3)
+
+
+@pytest.mark.integration
+def test_torchrun_processes_each_write_a_shard(caches, stage1, run_launcher, tmp_path):
+    import socket
+    from pathlib import Path
+
+    folder = tmp_path / "torchrun_cache"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    torchrun = str(Path(stage1.python).parent / "torchrun")
+    script = stage1.script.parent / "cache_teacher.py"
+    run_launcher([torchrun, "--nproc_per_node", "2", "--master_port", port, str(script),
+                  *stage1.argv(tmp_path / "unused", "--teacher_cache_dir", str(folder), "--use_cpu", "true")])  # fmt: skip
+    cache = TeacherCache(folder)
+    assert [shard.path.name for shard in cache.shards["images"]] == ["images-00000-of-00002", "images-00001-of-00002"]
+    assert cache.num_images == TeacherCache(caches["default"]).num_images
