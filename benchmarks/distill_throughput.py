@@ -25,6 +25,7 @@ from dcclip.trainers.data import DataSpec, SourceSpec, benchmark_text_corpus, ge
 from dcclip.trainers.distill import run as run_distill
 from dcclip.trainers.teacher.model import build_altclip_teacher
 from dcclip.trainers.cache_teacher import main as cache_main
+from dcclip.trainers.teacher.cache import TeacherCache
 from dcclip.trainers.data.tokenizer import build_bilingual_tokenizer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> dict:
         start = time.perf_counter()
         cache_main([*common, "--output_dir", str(root / "unused"), "--teacher_cache_dir", str(root / "cache")])
         cache_build_s = time.perf_counter() - start
-        cache_info = json.loads((root / "cache" / "teacher_cache.json").read_text())
+        cache = TeacherCache(root / "cache")
         live = run_distill([*common, "--output_dir", str(root / "live")])
         cached = run_distill([*common, "--output_dir", str(root / "cached"), "--teacher_cache_dir", str(root / "cache")])
 
@@ -100,10 +101,10 @@ def main(argv: list[str] | None = None) -> dict:
             "teacher_cache_rows_per_s": round(rate(cached), 2),
             "cache_over_live": round(rate(cached) / rate(live), 2),
             "cache_build_s": round(cache_build_s, 1),
-            "cache_bytes_per_image": round(cache_info["bytes_per_image"]),
-            "cache_bytes_per_text": round(cache_info["bytes_per_text"]),
-            "cache_images": cache_info["num_images"],
-            "cache_texts": cache_info["num_texts"],
+            "cache_bytes_per_image": round(cache.bytes_per_row("images")),
+            "cache_bytes_per_text": round(cache.bytes_per_row("texts")),
+            "cache_images": cache.num_images,
+            "cache_texts": cache.num_texts,
         }
     print(json.dumps(results, indent=2))
     if args.output is not None:

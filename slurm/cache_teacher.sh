@@ -1,13 +1,15 @@
 #!/bin/bash
 # Teacher cache for stage 1 (`dcclip teacher-cache`): runs the frozen teacher once over the stage-1 data and stores
-# its targets. One process on one node (the command is not distributed), so ask for one GPU:
-#   sbatch [sbatch options] slurm/cache_teacher.sh CONFIG.yaml --teacher_cache_dir FOLDER [--flag value ...]
-# e.g. sbatch -p gpu -A myproject -t 12:00:00 --gpus-per-node=1 slurm/cache_teacher.sh my_distill.yaml \
+# what the loss reads. Submit it as a job array: each array task writes one shard of the cache (the shard index and
+# count come from SLURM_ARRAY_TASK_ID / SLURM_ARRAY_TASK_COUNT), one process on one GPU:
+#   sbatch --array=0-31 [sbatch options] slurm/cache_teacher.sh CONFIG.yaml --teacher_cache_dir FOLDER [--flag value ...]
+# e.g. sbatch --array=0-31 -p gpu -A myproject -t 4:00:00 --gpus-per-node=1 slurm/cache_teacher.sh my_distill.yaml \
 #          --teacher_cache_dir runs/teacher_cache
-# sbatch options override the #SBATCH lines below (so do SBATCH_PARTITION, SBATCH_ACCOUNT, SBATCH_TIMELIMIT,
-# SBATCH_GPUS_PER_NODE in the environment). Submit from the repository root, or set DCCLIP_ROOT. A preempted job
-# requeues itself and rebuilds the cache from the start (a half-written cache folder is replaced). See
-# docs/scale_out.md.
+# Without --array it is one task writing the whole cache. Use --array=0-N without a step (one shard per task), and
+# the same array size when resubmitting. sbatch options override the #SBATCH lines below (so do SBATCH_PARTITION,
+# SBATCH_ACCOUNT, SBATCH_TIMELIMIT, SBATCH_GPUS_PER_NODE in the environment). Submit from the repository root, or set
+# DCCLIP_ROOT. A preempted or resubmitted task keeps its shard if it is complete and rewrites it if it was cut off
+# (a shard appears under its final name only once complete). See docs/scale_out.md.
 #SBATCH --job-name=dcclip-teacher-cache
 #SBATCH --nodes=1
 #SBATCH --ntasks=1
@@ -21,8 +23,5 @@ DCCLIP_ROOT="${DCCLIP_ROOT:-$SLURM_SUBMIT_DIR}"
 source "$DCCLIP_ROOT/slurm/common.sh"
 dcclip_take_config "$@"
 shift
-restart_args=()
-if [[ "${SLURM_RESTART_COUNT:-0}" -gt 0 ]]; then
-    restart_args=(--overwrite_cache true)  # the interrupted attempt left a partial cache folder
-fi
-dcclip_run_step --nodes=1 --ntasks=1 python -m dcclip.trainers.cache_teacher "$DCCLIP_CONFIG" "$@" "${restart_args[@]}"
+echo "dcclip slurm: teacher cache shard ${SLURM_ARRAY_TASK_ID:-0} of ${SLURM_ARRAY_TASK_COUNT:-1}"
+dcclip_run_step --nodes=1 --ntasks=1 python -m dcclip.trainers.cache_teacher "$DCCLIP_CONFIG" "$@"

@@ -40,8 +40,10 @@ class DistillationConfig(TrainingArguments):
     )  # fmt: skip
     teacher_dtype: str = field(
         default="auto",
-        metadata={"help": "Teacher weights dtype: 'auto' follows --bf16/--fp16, else float32, bfloat16 or float16."},
-    )
+        metadata={"help": "Teacher dtype: 'auto' follows --bf16/--fp16 and, without either, is bfloat16 where the "
+                  "device computes it natively (Ampere+ GPUs; AMX / AVX512-BF16 CPUs for teachers at least 768 "
+                  "wide), else float32; or float32, bfloat16, float16."},
+    )  # fmt: skip
     distill_target: str = field(
         default="feature_maps",
         metadata={"help": "What the student imitates: 'feature_maps' (intermediate maps through 1x1 adapters, "
@@ -88,6 +90,11 @@ class DistillationConfig(TrainingArguments):
         default=None,
         metadata={"help": "Read teacher targets from this cache (built by `dcclip teacher-cache` with the same "
                   "config) instead of running the teacher."},
+    )  # fmt: skip
+    teacher_cache_verify: bool = field(
+        default=True,
+        metadata={"help": "Re-hash every teacher-cache shard at start-up and refuse a cache whose files changed since "
+                  "they were written (reads the whole cache once; false skips it for a cache already verified)."},
     )  # fmt: skip
 
     def __post_init__(self):

@@ -5,6 +5,8 @@ data load, and fails with a message naming the option to fix.
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
 
 from torch.utils.data import Dataset, IterableDataset
@@ -17,8 +19,17 @@ from dcclip.trainers.distillation_config import DistillationConfig
 from dcclip.trainers.student.adapters import DistillationPlan, StudentWithAdapters, plan_distillation
 from dcclip.trainers.student.build import StudentBlueprint, plan_student
 from dcclip.trainers.teacher.cache import CachedTeacherTargets, TeacherCache
-from dcclip.trainers.teacher.model import DistillationTeacher, load_teacher_layout, resolve_dtype, shares_tokenizer
+from dcclip.trainers.teacher.model import (
+    DistillationTeacher,
+    load_teacher_layout,
+    processor_digest,
+    resolve_dtype,
+    shares_tokenizer,
+    teacher_checkpoint_digest,
+)
 from dcclip.trainers.teacher.targets import TeacherLayout
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -38,10 +49,9 @@ class DistillationSetup:
 
     def load_teacher(self) -> DistillationTeacher:
         """Load the teacher's weights (not yet placed: the Trainer places or shards it)."""
-        dtype = resolve_dtype(self.config.teacher_dtype, self.config.bf16, self.config.fp16)
-        return DistillationTeacher.load_for_training(
-            self.config.teacher, self.config, processor=self.teacher_processor, dtype=dtype
-        )
+        config, width = self.config, max(self.layout.image_width, self.layout.text_width)
+        dtype = resolve_dtype(config.teacher_dtype, config.bf16, config.fp16, config.device, width)
+        return DistillationTeacher.load_for_training(config.teacher, config, processor=self.teacher_processor, dtype=dtype)
 
     def load_tower_data(self) -> tuple[ImageTextData | None, ImageTextData | None]:
         """The image tower's and the text tower's data (None for a tower without a data spec)."""
@@ -86,6 +96,30 @@ def training_rows(images: ImageTextData | None, texts: ImageTextData | None) -> 
     return pair_tower_data(None if images is None else images.dataset, None if texts is None else texts.dataset, streaming)
 
 
+def check_cache_matches_run(
+    cache: TeacherCache, config: DistillationConfig, student_args: StudentArguments, teacher_processor
+) -> None:
+    """Refuse, before training, a cache that is not this run's teacher's targets: another teacher checkpoint or
+    processor, another truncation, targets standardised when the run's loss does not, or a shard whose files changed
+    since they were written (`--teacher_cache_verify false` skips re-hashing the shards)."""
+    if cache.max_text_length != student_args.max_text_length:
+        raise ValueError(
+            f"the teacher cache was built with max_text_length={cache.max_text_length}, this run uses "
+            f"{student_args.max_text_length}; use the same value or rebuild the cache"
+        )
+    if cache.layout.maps_standardized and not config.standardize_teacher_maps:
+        raise ValueError(
+            "the teacher cache stores maps standardised over channels, but this run sets standardize_teacher_maps "
+            "false; rebuild the cache with the same setting"
+        )
+    cache.check_teacher(teacher_checkpoint_digest(config.teacher), processor_digest(teacher_processor), config.teacher)
+    if config.teacher_cache_verify:
+        start = time.perf_counter()
+        cache.verify_checksums()
+        logger.info("teacher cache %s: every shard matches its checksums (%.1f s)", cache.folder,
+                    time.perf_counter() - start)  # fmt: skip
+
+
 def prepare_distillation(
     student_args: StudentArguments,
     data_args: DistillationDataArguments,
@@ -97,13 +131,10 @@ def prepare_distillation(
     `use_cache=False` ignores `--teacher_cache_dir` (the cache builder writes it instead of reading it).
     """
     cache = TeacherCache(config.teacher_cache_dir) if use_cache and config.teacher_cache_dir else None
-    if cache is not None and cache.max_text_length != student_args.max_text_length:
-        raise ValueError(
-            f"the teacher cache was built with max_text_length={cache.max_text_length}, this run uses "
-            f"{student_args.max_text_length}; use the same value or rebuild the cache"
-        )
-    layout = cache.layout if cache is not None else load_teacher_layout(config.teacher)
     teacher_processor = AutoProcessor.from_pretrained(config.teacher)
+    if cache is not None:
+        check_cache_matches_run(cache, config, student_args, teacher_processor)
+    layout = cache.layout if cache is not None else load_teacher_layout(config.teacher)
     student = plan_student(student_args, teacher_processor)
     shared = shares_tokenizer(student.tokenizer, teacher_processor.tokenizer)
     plan = plan_distillation(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 
 import torch
+from torch.profiler import record_function
 from transformers import Trainer
 
 from dcclip.trainers.callbacks.finite_training import FiniteWeightsCheck, check_finite_loss
@@ -59,21 +60,26 @@ class DistillationTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """Teacher targets (read from the cache by the collator, or from the live teacher) vs the student's adapted
         outputs; returns the sum of the loss parts (`losses.distillation.distillation_loss_parts`)."""
-        if "teacher_targets" in inputs:
-            targets = TeacherTargets.from_batch_entry(inputs["teacher_targets"])
-        else:
-            targets = self.teacher.targets_for_batch(
-                inputs, self.plan.teacher_image_layers, self.plan.teacher_text_layers
+        # Named ranges, so that a torch profile of a run splits each step into teacher, student and loss
+        # (benchmarks/real_size.py reads them).
+        with record_function("dcclip/teacher_targets"):
+            if "teacher_targets" in inputs:
+                targets = TeacherTargets.from_batch_entry(inputs["teacher_targets"])
+            else:
+                targets = self.teacher.targets_for_batch(
+                    inputs, self.plan.teacher_image_layers, self.plan.teacher_text_layers, self.plan.teacher_embeddings
+                )
+        with record_function("dcclip/student_forward"):
+            student = model(
+                pixel_values=inputs.get("pixel_values"),
+                input_ids=inputs.get("input_ids"),
+                attention_mask=inputs.get("attention_mask"),
             )
-        student = model(
-            pixel_values=inputs.get("pixel_values"),
-            input_ids=inputs.get("input_ids"),
-            attention_mask=inputs.get("attention_mask"),
-        )
-        parts = distillation_loss_parts(
-            self.args.distill_target, student, targets, self.args.loss_weights, inputs.get("attention_mask"),
-            self.plan.text_token_by_token,
-        )  # fmt: skip
+        with record_function("dcclip/distillation_loss"):
+            parts = distillation_loss_parts(
+                self.args.distill_target, student, targets, self.args.loss_weights, inputs.get("attention_mask"),
+                self.plan.text_token_by_token,
+            )  # fmt: skip
         loss = torch.stack(list(parts.values())).sum()
         if model.training:
             check_finite_loss(loss, self.state.global_step + 1, parts)

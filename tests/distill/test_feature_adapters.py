@@ -6,7 +6,12 @@ import pytest
 import torch
 from torch import nn
 
-from dcclip.trainers.student.adapters import SpatialAdapter, StudentWithAdapters, student_hidden_widths
+from dcclip.trainers.student.adapters import (
+    SpatialAdapter,
+    StudentWithAdapters,
+    student_hidden_widths,
+    student_image_grids,
+)
 from dcclip.trainers.teacher.geometry import LayerPair, default_layer_mapping, resolve_layer_mapping, tokens_to_grid
 from dcclip.trainers.teacher.targets import TeacherLayout
 
@@ -150,3 +155,19 @@ def test_mapping_errors_stop_distill_at_start_up(stage1, tmp_path):
     with pytest.raises(ValueError, match="student_text_layers has 2 entries but teacher_text_layers has 1"):
         run(stage1.argv(output_dir, "--student_text_layers", "1", "2", "--teacher_text_layers", "3"))
     assert not output_dir.exists()  # nothing trained, nothing written
+
+
+def test_spatial_adapter_resamples_bfloat16_maps_in_float32():
+    # CPU has no bfloat16 antialiased resize: the adapter resamples in float32, then the 1x1 conv runs under autocast
+    adapter = SpatialAdapter(3, 5, (4, 4))
+    maps = torch.randn(2, 3, 14, 14)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = adapter(maps.to(torch.bfloat16))
+    assert low.dtype == torch.bfloat16 and low.shape == (2, 5, 4, 4)
+    assert torch.allclose(low.float(), adapter(maps), atol=5e-2)
+
+
+def test_student_grids_are_probed_without_weights(make_tiny_model):
+    # tiny ConvNeXt at 32 px: stem and stage 1 on 8 x 8, stage 2 on 4 x 4; the ViT's 16 patch tokens on 4 x 4
+    assert student_image_grids(make_tiny_model("tiny").config) == [(8, 8), (8, 8), (4, 4)]
+    assert set(student_image_grids(make_tiny_model("tiny-vit").config)) == {(4, 4)}

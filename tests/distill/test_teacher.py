@@ -7,9 +7,11 @@ import torch
 from transformers import AltCLIPConfig, ChineseCLIPConfig, ChineseCLIPModel, CLIPConfig, CLIPModel
 
 from modeling_dcclip import DCCLIPProcessor, make_image_processor
+from dcclip.trainers.teacher.geometry import tokens_to_grid
 from dcclip.trainers.teacher.model import (
     DistillationTeacher,
     build_altclip_teacher,
+    device_computes_bfloat16,
     load_teacher_layout,
     resolve_dtype,
     shares_tokenizer,
@@ -102,17 +104,21 @@ def test_teacher_from_a_config_needs_its_processor():
         DistillationTeacher.from_pretrained(AltCLIPConfig())
 
 
-@pytest.mark.parametrize("config_class", [CLIPConfig, ChineseCLIPConfig])
-def test_clip_and_chinese_clip_teachers_give_the_same_targets(config_class, stage1_workspace):
-    tokenizer = stage1_workspace.tokenizer
-    small = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
+def _tiny_clip_family(config_class, tokenizer, num_layers: int) -> DistillationTeacher:
+    small = {"hidden_size": 32, "num_hidden_layers": num_layers, "num_attention_heads": 2, "intermediate_size": 64}
     config = config_class(
         text_config={"vocab_size": len(tokenizer), "max_position_embeddings": 40, **small},
         vision_config={"image_size": 32, "patch_size": 8, **small},
         projection_dim=16,
     )
     processor = DCCLIPProcessor(image_processor=make_image_processor(32), tokenizer=tokenizer)
-    teacher = DistillationTeacher.from_pretrained(config, processor=processor)
+    return DistillationTeacher.from_pretrained(config, processor=processor)
+
+
+@pytest.mark.parametrize("config_class", [CLIPConfig, ChineseCLIPConfig])
+def test_clip_and_chinese_clip_teachers_give_the_same_targets(config_class, stage1_workspace):
+    tokenizer = stage1_workspace.tokenizer
+    teacher = _tiny_clip_family(config_class, tokenizer, num_layers=2)
     assert isinstance(teacher.model, CLIPModel if config_class is CLIPConfig else ChineseCLIPModel)
     texts = _texts(tokenizer)
     targets = teacher(
@@ -122,3 +128,64 @@ def test_clip_and_chinese_clip_teachers_give_the_same_targets(config_class, stag
     assert tuple(targets.image_maps[0].shape) == (2, 32, 4, 4)
     assert [tuple(m.shape) for m in targets.text_maps] == [(2, texts["input_ids"].shape[1], 32)] * 2
     assert targets.image_embeds.shape == targets.text_embeds.shape == (2, 16)
+
+
+@pytest.mark.parametrize("config_class", [AltCLIPConfig, CLIPConfig, ChineseCLIPConfig])
+def test_layers_caught_by_hooks_are_the_models_own_hidden_states(config_class, stage1_workspace):
+    tokenizer = stage1_workspace.tokenizer
+    if config_class is AltCLIPConfig:
+        teacher = DistillationTeacher(*build_altclip_teacher(tokenizer))
+    else:
+        teacher = _tiny_clip_family(config_class, tokenizer, num_layers=3)
+    texts, pixels = _texts(tokenizer), torch.randn(2, 3, 32, 32)
+    targets = teacher(pixel_values=pixels, **texts, image_layers=[0, 1, 2, 3], text_layers=[3, 0, 2])
+    with torch.no_grad():
+        images = teacher.model.get_image_features(pixel_values=pixels, output_hidden_states=True)
+        captions = teacher.model.get_text_features(**texts, output_hidden_states=True)
+    for index, caught in zip([0, 1, 2, 3], targets.image_maps):
+        assert torch.equal(caught, tokens_to_grid(images.hidden_states[index]))
+    for index, caught in zip([3, 0, 2], targets.text_maps):
+        assert torch.equal(caught, captions.hidden_states[index])
+    assert torch.equal(targets.image_embeds, images.pooler_output)
+    assert torch.equal(targets.text_embeds, captions.pooler_output)
+
+
+def test_without_embeddings_the_teacher_stops_after_the_deepest_requested_layer(tiny_teacher, stage1_workspace):
+    blocks = tiny_teacher.model.vision_model.encoder.layers
+    ran = []
+    handles = [block.register_forward_hook(lambda m, a, o, i=i: ran.append(i)) for i, block in enumerate(blocks)]
+    pixels = torch.randn(2, 3, 32, 32)
+    try:
+        early = tiny_teacher(pixel_values=pixels, image_layers=[1], with_embeddings=False)
+        assert ran == [0]  # block 0 gives hidden state 1; blocks 1 and 2 never ran
+        ran.clear()
+        full = tiny_teacher(pixel_values=pixels, image_layers=[1])
+        assert ran == [0, 1, 2]
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert early.image_embeds is None and full.image_embeds is not None
+    assert torch.equal(early.image_maps[0], full.image_maps[0])
+
+
+def test_teacher_runs_in_inference_mode_and_returns_tensors_a_loss_can_save(tiny_teacher):
+    modes = []
+    block = tiny_teacher.model.vision_model.encoder.layers[0]
+    handle = block.register_forward_hook(lambda *_: modes.append(torch.is_inference_mode_enabled()))
+    try:
+        targets = tiny_teacher(pixel_values=torch.randn(2, 3, 32, 32), image_layers=[3])
+    finally:
+        handle.remove()
+    assert modes == [True]
+    assert not targets.image_maps[0].is_inference() and not targets.image_embeds.is_inference()
+    student = torch.zeros_like(targets.image_embeds, requires_grad=True)
+    torch.nn.functional.smooth_l1_loss(student, targets.image_embeds).backward()  # saves the target for backward
+    assert student.grad is not None
+
+
+def test_auto_dtype_is_bfloat16_for_wide_teachers_where_the_device_computes_it(stage1_workspace):
+    capable = device_computes_bfloat16("cpu")
+    assert resolve_dtype("auto", device="cpu", width=1024) == (torch.bfloat16 if capable else torch.float32)
+    assert resolve_dtype("auto", device="cpu", width=64) == torch.float32  # narrow layers: bf16 costs more on CPU
+    assert resolve_dtype("auto", fp16=True, device="cpu", width=1024) == torch.float16  # the run's precision wins
+    assert resolve_dtype("float32", device="cpu", width=1024) == torch.float32  # explicit float32 arithmetic

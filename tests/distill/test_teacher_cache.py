@@ -1,30 +1,45 @@
-"""Teacher cache: built once by the teacher-cache command, read by training instead of the live teacher."""
+"""Teacher cache: built once by the teacher-cache command (in one process or as shards), read by training instead of
+the live teacher; it stores what the loss reads, only for the teacher it was built from, and never replaces a folder
+it did not write."""
 
 from __future__ import annotations
 
 import json
+import shutil
 
+import numpy as np
 import pytest
 import torch
 
-from dcclip.trainers.distill import run as run_distill
-from dcclip.trainers.teacher.model import DistillationTeacher
 from dcclip.trainers.cache_teacher import main as cache_main
+from dcclip.trainers.cache_teacher import resolve_shard
+from dcclip.trainers.distill import run as run_distill
+from dcclip.trainers.losses.distillation import standardize_channels
 from dcclip.trainers.teacher.cache import TeacherCache, image_sample_id
+from dcclip.trainers.teacher.compression import FeatureCodec
+from dcclip.trainers.teacher.model import DistillationTeacher, build_altclip_teacher
 
 SHORT_RUN = ("--max_steps", "3", "--logging_steps", "1")
+FULL_MAPS = ("--pool_grid", "0", "--cache_rank", "0", "--pool_text", "false")  # float16, nothing else dropped
+FLOAT32_TEACHER = ("--teacher_dtype", "float32")
+
+
+def _build(workspace, folder, *options: str) -> None:
+    cache_main(workspace.argv(folder.parent / "unused", "--teacher_cache_dir", str(folder), *options))
 
 
 @pytest.fixture(scope="module")
-def built_cache(stage1_workspace, tmp_path_factory):
-    """A cache of the workspace's data, built by the command with the tiny config (layers 2 and 3 of each tower)."""
+def caches(stage1_workspace, tmp_path_factory):
+    """The workspace's data cached twice by the command with the tiny config: the default cache, and the full maps
+    in float16 from a float32 teacher."""
     import datasets
 
-    folder = tmp_path_factory.mktemp("cache") / "teacher_cache"
+    root = tmp_path_factory.mktemp("caches")
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(datasets.config, "HF_DATASETS_CACHE", str(stage1_workspace.datasets_cache))
-        cache_main(stage1_workspace.argv(folder.parent / "unused", "--teacher_cache_dir", str(folder)))
-    return folder
+        _build(stage1_workspace, root / "default")
+        _build(stage1_workspace, root / "full", *FULL_MAPS, *FLOAT32_TEACHER)
+    return {"default": root / "default", "full": root / "full"}
 
 
 def _scene_rows(stage1_workspace) -> list[dict]:
@@ -32,24 +47,38 @@ def _scene_rows(stage1_workspace) -> list[dict]:
     return [json.loads(line) for line in lines]
 
 
-def test_cache_holds_every_image_and_every_distinct_caption(built_cache, stage1_workspace):
-    metadata = json.loads((built_cache / "teacher_cache.json").read_text())
+def _losses(trainer) -> list[float]:
+    return [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+
+
+def test_cache_holds_every_image_and_every_distinct_caption(caches, stage1_workspace):
+    cache = TeacherCache(caches["default"])
     rows = _scene_rows(stage1_workspace)
     tokenizer = DistillationTeacher.from_pretrained(str(stage1_workspace.teacher_dir)).tokenizer
     captions = [row[f"caption_{language}"] for row in rows for language in ("en", "zh")]
     distinct = {tuple(ids) for ids in tokenizer(captions, truncation=True, max_length=32)["input_ids"]}
-    assert metadata["num_images"] == len(rows) == 48
-    assert metadata["num_texts"] == len(distinct)
-    assert metadata["layout"]["cached_image_layers"] == [2, 3] and metadata["layout"]["cached_text_layers"] == [2, 3]
-    # fp16 payload per image: 2 maps of 64 x 4 x 4 + a 32-wide embedding; the rest is Arrow framing and the id
-    payload = 2 * (2 * 64 * 16) + 2 * 32
-    assert payload <= metadata["bytes_per_image"] < 3 * payload
+    assert cache.num_images == len(rows) == 48
+    assert cache.num_texts == len(distinct)
+    assert cache.layout.cached_image_layers == [2, 3] and cache.layout.cached_text_layers == [2, 3]
 
 
-def test_cached_targets_are_the_live_teachers_in_fp16(built_cache, stage1_workspace):
+def test_default_cache_stores_the_students_grid_and_widths_as_pooled_float16_codes(caches):
+    cache = TeacherCache(caches["default"])
+    # tiny student: image stages 16 and 32 wide, its last stage on a 4 x 4 grid; text tower 32 wide; teacher 64 wide
+    assert cache.layout.cached_image_grids == [(4, 4), (4, 4)]
+    assert cache.metadata["ranks"] == {"image": {"2": 16, "3": 32}, "text": {"2": 32, "3": 32}}
+    assert cache.layout.text_pooled and cache.layout.maps_standardized
+    digest, embedding = 20, 2 * 32  # SHA-1 id, float16 projection
+    assert cache.bytes_per_row("images") == digest + 2 * 16 * (16 + 32) + embedding
+    assert cache.bytes_per_row("texts") == digest + 2 * (32 + 32) + embedding
+    full = TeacherCache(caches["full"])
+    assert full.bytes_per_row("images") == digest + 2 * 16 * (64 + 64) + embedding  # every channel, no offsets
+
+
+def test_full_cache_decodes_to_the_live_teachers_standardised_maps(caches, stage1_workspace):
     from dcclip.trainers.data.sample_quality import load_rgb_image
 
-    cache = TeacherCache(built_cache)
+    cache = TeacherCache(caches["full"])
     teacher = DistillationTeacher.from_pretrained(str(stage1_workspace.teacher_dir))
     image_dir = stage1_workspace.image_spec.parent / "scenes" / "train"
     rows = _scene_rows(stage1_workspace)[:3]
@@ -57,7 +86,7 @@ def test_cached_targets_are_the_live_teachers_in_fp16(built_cache, stage1_worksp
     cached = cache.image_targets(samples, [3])
     pixels = teacher.processor(images=[load_rgb_image(s["image"]) for s in samples], return_tensors="pt")["pixel_values"]
     live = teacher(pixel_values=pixels, image_layers=[3])
-    assert torch.allclose(cached.image_maps[0].float(), live.image_maps[0], atol=2e-2, rtol=1e-2)
+    assert torch.allclose(cached.image_maps[0], standardize_channels(live.image_maps[0], 1), atol=1e-2)
     assert torch.allclose(cached.image_embeds.float(), live.image_embeds, atol=2e-2, rtol=1e-2)
 
     texts = teacher.tokenizer(
@@ -66,22 +95,48 @@ def test_cached_targets_are_the_live_teachers_in_fp16(built_cache, stage1_worksp
     cached = cache.text_targets(texts["input_ids"], texts["attention_mask"], [2])
     live = teacher(input_ids=texts["input_ids"], attention_mask=texts["attention_mask"], text_layers=[2])
     real = texts["attention_mask"].bool()
-    assert torch.allclose(cached.text_maps[0][real].float(), live.text_maps[0][real], atol=2e-2, rtol=1e-2)
+    expected = standardize_channels(live.text_maps[0], -1)
+    assert torch.allclose(cached.text_maps[0][real], expected[real], atol=1e-2)
     assert (cached.text_maps[0][~real] == 0).all()  # padding positions carry no target
 
 
-def test_training_from_the_cache_matches_the_live_teacher(built_cache, stage1, tmp_path):
-    live = run_distill(stage1.argv(tmp_path / "live", *SHORT_RUN))
-    cached = run_distill(stage1.argv(tmp_path / "cached", *SHORT_RUN, "--teacher_cache_dir", str(built_cache)))
+def test_training_from_the_full_cache_matches_the_live_teacher(caches, stage1, tmp_path):
+    live = run_distill(stage1.argv(tmp_path / "live", *SHORT_RUN, *FLOAT32_TEACHER))
+    cached = run_distill(stage1.argv(tmp_path / "cached", *SHORT_RUN, "--teacher_cache_dir", str(caches["full"])))
     assert cached.teacher is None  # the teacher was never loaded
-    live_losses = [entry["loss"] for entry in live.state.log_history if "loss" in entry]
-    cached_losses = [entry["loss"] for entry in cached.state.log_history if "loss" in entry]
-    assert len(live_losses) == len(cached_losses) == 3
-    assert cached_losses == pytest.approx(live_losses, rel=2e-3)
+    assert len(_losses(live)) == len(_losses(cached)) == 3
+    assert _losses(cached) == pytest.approx(_losses(live), rel=2e-3)
 
 
-def test_a_sample_missing_from_the_cache_is_a_clear_error(built_cache, tmp_path):
-    cache = TeacherCache(built_cache)
+def test_training_from_the_default_cache_distils_pooled_text_on_the_cached_grids(caches, stage1, tmp_path, caplog):
+    with caplog.at_level("WARNING"):
+        trainer = run_distill(stage1.argv(tmp_path / "run", *SHORT_RUN, "--teacher_cache_dir", str(caches["default"])))
+    assert "the teacher cache stores pooled text maps" in caplog.text and "NOT token by token" in caplog.text
+    assert [a.teacher_grid for a in trainer.model.image_adapters] == [(4, 4), (4, 4)]
+    losses = _losses(trainer)
+    assert len(losses) == 3 and all(np.isfinite(losses))
+
+
+def test_low_rank_code_is_exact_on_data_of_that_rank_and_the_best_fit_otherwise():
+    generator = torch.Generator().manual_seed(0)
+    basis = torch.linalg.qr(torch.randn(64, 8, generator=generator)).Q
+    vectors = torch.randn(500, 8, generator=generator) @ basis.T + 3.0
+    codec = FeatureCodec.fit(vectors, rank=8)
+    assert codec.width == 8 and codec.encode(vectors).dtype == torch.float16
+    assert torch.allclose(codec.decode(codec.encode(vectors)), vectors, atol=2e-2)
+    # rank 4 keeps the 4 directions of largest variance: the error is that of the best rank-4 approximation
+    noisy = vectors + 0.01 * torch.randn(vectors.shape, generator=generator)
+    top4 = FeatureCodec.fit(noisy, rank=4)
+    error = float((top4.decode(top4.encode(noisy)) - noisy).square().sum())
+    singular = torch.linalg.svdvals(noisy - noisy.mean(0))
+    assert error == pytest.approx(float(singular[4:].square().sum()), rel=5e-2)
+    assert FeatureCodec.fit(vectors, rank=None).width == 64  # identity: every channel
+    restored = FeatureCodec.from_state(codec.state("layer_3"), "layer_3", 64)
+    assert torch.equal(restored.decode(codec.encode(vectors)), codec.decode(codec.encode(vectors)))
+
+
+def test_a_sample_missing_from_the_cache_is_a_clear_error(caches, tmp_path):
+    cache = TeacherCache(caches["default"])
     unknown = tmp_path / "new.png"
     unknown.write_bytes(b"not the bytes of any cached image")
     with pytest.raises(KeyError, match="not in the teacher cache"):
@@ -89,26 +144,120 @@ def test_a_sample_missing_from_the_cache_is_a_clear_error(built_cache, tmp_path)
     assert image_sample_id({"bytes": b"abc", "path": None}) == image_sample_id({"bytes": b"abc", "path": "elsewhere"})
 
 
-def test_cache_must_match_the_run(built_cache, stage1, tmp_path):
+def test_cache_must_match_the_run(caches, stage1, tmp_path):
+    cache = str(caches["default"])
     with pytest.raises(ValueError, match="max_text_length=32, this run uses 16"):
-        run_distill(stage1.argv(tmp_path / "a", "--teacher_cache_dir", str(built_cache), "--max_text_length", "16"))
+        run_distill(stage1.argv(tmp_path / "a", "--teacher_cache_dir", cache, "--max_text_length", "16"))
     with pytest.raises(ValueError, match=r"teacher image layers \[1\] are not in the teacher cache"):
-        run_distill(stage1.argv(tmp_path / "b", "--teacher_cache_dir", str(built_cache),
-                                 "--student_image_layers", "1", "--teacher_image_layers", "1"))  # fmt: skip
+        run_distill(stage1.argv(tmp_path / "b", "--teacher_cache_dir", cache,
+                                "--student_image_layers", "1", "--teacher_image_layers", "1"))  # fmt: skip
+    with pytest.raises(ValueError, match="standardize_teacher_maps false"):
+        run_distill(stage1.argv(tmp_path / "c", "--teacher_cache_dir", cache, "--standardize_teacher_maps", "false"))
     with pytest.raises(FileNotFoundError, match="build it with"):
-        run_distill(stage1.argv(tmp_path / "c", "--teacher_cache_dir", str(tmp_path / "none")))
+        run_distill(stage1.argv(tmp_path / "d", "--teacher_cache_dir", str(tmp_path / "none")))
 
 
-def test_pooled_cache_is_smaller_and_trains_on_pooled_targets(stage1, tmp_path, caplog):
-    folder = tmp_path / "pooled"
-    cache_main(stage1.argv(tmp_path / "unused", "--teacher_cache_dir", str(folder), "--pool_grid", "2", "--pool_text", "true"))
-    metadata = json.loads((folder / "teacher_cache.json").read_text())
-    assert metadata["layout"]["image_grid"] == [2, 2] and metadata["layout"]["text_pooled"]
-    assert metadata["bytes_per_image"] < 2 * (2 * 64 * 16)  # less than the unpooled fp16 maps alone
-    with caplog.at_level("WARNING"):
-        trainer = run_distill(stage1.argv(tmp_path / "run", *SHORT_RUN, "--teacher_cache_dir", str(folder)))
-    assert "NOT token by token" in caplog.text
-    assert [a.teacher_grid for a in trainer.model.image_adapters] == [(2, 2), (2, 2)]
-    assert all(torch.isfinite(torch.tensor(e["loss"])) for e in trainer.state.log_history if "loss" in e)
-    with pytest.raises(FileExistsError, match="overwrite_cache"):
-        cache_main(stage1.argv(tmp_path / "unused", "--teacher_cache_dir", str(folder)))
+# ----- integrity (issue 22) -----------------------------------------------------------------------------------------
+
+
+def test_a_noised_cache_is_refused_at_start_up(caches, stage1, tmp_path):
+    damaged = tmp_path / "damaged"
+    shutil.copytree(caches["default"], damaged)
+    layer = damaged / "images-00000-of-00001" / "layer_3.bin"
+    noise = np.random.default_rng(0).standard_normal(layer.stat().st_size // 2).astype(np.float16)
+    layer.write_bytes(noise.tobytes())  # same shape, same size: only the content changed
+    with pytest.raises(ValueError, match=r"damaged: .*layer_3\.bin fails its SHA-256 checksum"):
+        run_distill(stage1.argv(tmp_path / "run", *SHORT_RUN, "--teacher_cache_dir", str(damaged)))
+    assert not (tmp_path / "run").exists()  # refused before anything trained
+
+
+def test_a_cache_of_another_teacher_is_refused_at_start_up(stage1, tmp_path):
+    other = tmp_path / "other_teacher"
+    model, processor = build_altclip_teacher(stage1.tokenizer, seed=1)  # same shapes and processor, other weights
+    model.save_pretrained(other)
+    processor.save_pretrained(other)
+    folder = tmp_path / "cache"
+    _build(stage1, folder, "--teacher", str(other))
+    with pytest.raises(ValueError, match="built from another teacher checkpoint than --teacher"):
+        run_distill(stage1.argv(tmp_path / "run", *SHORT_RUN, "--teacher_cache_dir", str(folder)))
+    assert not (tmp_path / "run").exists()
+
+
+def test_overwrite_never_removes_a_folder_with_other_files(stage1, tmp_path):
+    folder = tmp_path / "data_not_a_cache"
+    folder.mkdir()
+    (folder / "my_notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match=r"refusing to write into or remove .*data_not_a_cache.*my_notes\.txt"):
+        _build(stage1, folder, "--overwrite_cache", "true")
+    assert (folder / "my_notes.txt").read_text() == "keep me"
+    assert sorted(p.name for p in folder.iterdir()) == ["my_notes.txt"]
+
+
+def test_overwrite_replaces_a_previous_cache_but_not_one_holding_a_foreign_file(caches, stage1, tmp_path):
+    folder = tmp_path / "cache"
+    shutil.copytree(caches["default"], folder)
+    with pytest.raises(FileExistsError, match="another build .*pass --overwrite_cache true"):
+        _build(stage1, folder, *FULL_MAPS)
+    _build(stage1, folder, *FULL_MAPS, "--overwrite_cache", "true")
+    assert TeacherCache(folder).layout.text_pooled is False
+    (folder / "images-00000-of-00001" / "user_file.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match=r"user_file\.txt"):
+        _build(stage1, folder, "--overwrite_cache", "true")
+    assert (folder / "images-00000-of-00001" / "user_file.txt").exists()
+
+
+# ----- shards -------------------------------------------------------------------------------------------------------
+
+
+def test_shards_written_by_separate_processes_form_one_cache(caches, stage1, tmp_path):
+    folder = tmp_path / "sharded"
+    _build(stage1, folder, "--num_shards", "2", "--shard_index", "1")
+    with pytest.raises(FileNotFoundError, match=r"incomplete: 1 of 2 images shards .*images-00000-of-00002"):
+        TeacherCache(folder)
+    # a shard interrupted mid-write leaves only a .partial- folder: never read, removed when the shard reruns
+    half_written = folder / ".partial-images-00000-of-00002-1a2b3c4d"
+    half_written.mkdir()
+    (half_written / "layer_2.bin").write_bytes(b"\0" * 10)
+    _build(stage1, folder, "--num_shards", "2", "--shard_index", "0")
+    assert not half_written.exists()
+    sharded, single = TeacherCache(folder), TeacherCache(caches["default"])
+    assert [shard.rows for shard in sharded.shards["images"]] == [24, 24]
+    assert sharded.num_images == single.num_images and sharded.num_texts >= single.num_texts
+    trainer = run_distill(stage1.argv(tmp_path / "run", *SHORT_RUN, "--teacher_cache_dir", str(folder)))
+    assert len(_losses(trainer)) == 3
+    # a rerun of a finished shard keeps it
+    before = (folder / "images-00000-of-00002" / "shard.json").stat().st_mtime_ns
+    _build(stage1, folder, "--num_shards", "2", "--shard_index", "0")
+    assert (folder / "images-00000-of-00002" / "shard.json").stat().st_mtime_ns == before
+
+
+def test_shard_comes_from_slurm_array_and_torchrun(monkeypatch):
+    monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "4")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_MIN", "10")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "12")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    assert resolve_shard(None, None) == (8, 5)
+    assert resolve_shard(3, 2) == (3, 2)
+    with pytest.raises(ValueError, match="both --num_shards and --shard_index"):
+        resolve_shard(3, None)
+    with pytest.raises(ValueError, match=r"--shard_index must be in 0\.\.2"):
+        resolve_shard(3, 3)
+
+
+@pytest.mark.integration
+def test_torchrun_processes_each_write_a_shard(caches, stage1, run_launcher, tmp_path):
+    import socket
+    from pathlib import Path
+
+    folder = tmp_path / "torchrun_cache"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    torchrun = str(Path(stage1.python).parent / "torchrun")
+    script = stage1.script.parent / "cache_teacher.py"
+    run_launcher([torchrun, "--nproc_per_node", "2", "--master_port", port, str(script),
+                  *stage1.argv(tmp_path / "unused", "--teacher_cache_dir", str(folder), "--use_cpu", "true")])  # fmt: skip
+    cache = TeacherCache(folder)
+    assert [shard.path.name for shard in cache.shards["images"]] == ["images-00000-of-00002", "images-00001-of-00002"]
+    assert cache.num_images == TeacherCache(caches["default"]).num_images

@@ -136,20 +136,22 @@ def test_align_job_exits_0_and_leaves_a_loadable_student(
     assert student.get_image_features(torch.zeros(1, 3, 32, 32)).pooler_output.shape == (1, student.config.projection_dim)
 
 
-def test_teacher_cache_job_exits_0_and_leaves_a_readable_cache(slurm_cluster, job_environment, stage_inputs, tmp_path):
+def test_teacher_cache_array_job_writes_one_shard_per_task(slurm_cluster, job_environment, stage_inputs, tmp_path):
     from dcclip.trainers.teacher.cache import TeacherCache
 
     cache_dir = tmp_path / "cache"
     job_id = slurm_cluster.sbatch(
         REPO_ROOT / "slurm/cache_teacher.sh", *_stage1_config(stage_inputs), f"--teacher_cache_dir={cache_dir}",
-        "--use_cpu=true",
-        cwd=tmp_path, env=job_environment,
+        "--use_cpu=true", options=("--array=0-1",), cwd=tmp_path, env=job_environment,
     )  # fmt: skip
-    log = _log(tmp_path, "teacher-cache", job_id)
-    job = slurm_cluster.wait_for_state(job_id, {"COMPLETED"}, JOB_TIMEOUT_S, log=log)
-    assert job.exit_code == "0:0"
-    cache = TeacherCache(cache_dir)
-    assert len(cache.images) == 64 and len(cache.texts) > 0
+    for task in (0, 1):
+        job = slurm_cluster.wait_for_state(f"{job_id}_{task}", {"COMPLETED"}, JOB_TIMEOUT_S)
+        assert job.exit_code == "0:0"
+    logs = "".join(path.read_text() for path in tmp_path.glob("dcclip-teacher-cache-*.log"))
+    assert "teacher cache shard 0 of 2" in logs and "teacher cache shard 1 of 2" in logs
+    cache = TeacherCache(cache_dir)  # complete: both shards of both towers
+    assert [shard.rows for shard in cache.shards["images"]] == [32, 32]
+    assert len(cache.shards["texts"]) == 2 and cache.num_texts > 0
 
 
 def test_cancelled_resubmitted_and_preempted_job_ends_with_the_uninterrupted_weights(

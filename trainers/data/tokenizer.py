@@ -20,6 +20,8 @@ logger = logging.getLogger(__name__)
 # XLM-R's fixed layout: these four ids come first, <mask> comes last.
 _LEADING_SPECIALS = ["<s>", "<pad>", "</s>", "<unk>"]
 _MASK = "<mask>"
+# The Basic Multilingual Plane's private-use area: characters no corpus is expected to hold.
+_PRIVATE_USE_START, _PRIVATE_USE_END = 0xE000, 0xF900
 
 
 def build_bilingual_tokenizer(
@@ -27,6 +29,7 @@ def build_bilingual_tokenizer(
     vocab_size: int = 2000,
     save_dir: str | Path | None = None,
     model_max_length: int = 64,
+    pad_vocab_to: int | None = None,
 ) -> XLMRobertaTokenizer:
     """Train a SentencePiece unigram model on ``texts`` and return it as an ``XLMRobertaTokenizer``.
 
@@ -35,6 +38,9 @@ def build_bilingual_tokenizer(
         vocab_size: target number of SentencePiece pieces. It is a soft limit: a small corpus yields fewer pieces.
         save_dir: when given, the tokenizer is also saved there with ``save_pretrained``.
         model_max_length: the tokenizer's default truncation length.
+        pad_vocab_to: fill the vocabulary up to this many entries with pieces that text never produces (pairs of
+            private-use characters, scored far below every trained piece), to give models a real tokenizer's
+            embedding size offline: 250,002 is XLM-R's, AltCLIP's.
     """
     corpus = [t.strip() for t in texts if t and t.strip()]
     if not corpus:
@@ -62,6 +68,12 @@ def build_bilingual_tokenizer(
         if not (processor.is_unknown(i) or processor.is_control(i))
     ]
     vocab = [(token, 0.0) for token in _LEADING_SPECIALS] + pieces + [(_MASK, 0.0)]
+    if pad_vocab_to is not None:
+        if pad_vocab_to < len(vocab):
+            raise ValueError(f"pad_vocab_to={pad_vocab_to} is below the trained vocabulary's {len(vocab)} entries")
+        side = _PRIVATE_USE_END - _PRIVATE_USE_START
+        fillers = [chr(_PRIVATE_USE_START + i // side) + chr(_PRIVATE_USE_START + i % side) for i in range(pad_vocab_to - len(vocab))]
+        vocab = vocab[:-1] + [(piece, -1000.0) for piece in fillers] + vocab[-1:]  # <mask> stays last
     # No extra normaliser: transformers 5 rebuilds XLMRobertaTokenizer from its vocabulary on load and would drop it,
     # so a saved tokenizer would split full-width text differently from the one returned here.
     tokenizer = XLMRobertaTokenizer(vocab=vocab, model_max_length=model_max_length)

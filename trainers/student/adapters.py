@@ -50,7 +50,12 @@ class SpatialAdapter(nn.Module):
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         spatial = as_spatial_map(hidden)
         if tuple(spatial.shape[-2:]) != self.teacher_grid:
-            spatial = F.interpolate(spatial, size=self.teacher_grid, mode="bilinear", align_corners=False, antialias=True)
+            # In float32: the antialiased kernel has no bfloat16 implementation on CPU, and area weights summed in
+            # bfloat16 lose precision anyway; the 1x1 conv then runs in the autocast dtype again.
+            resized = F.interpolate(
+                spatial.float(), size=self.teacher_grid, mode="bilinear", align_corners=False, antialias=True
+            )
+            spatial = resized.to(spatial.dtype)
         return self.conv(spatial)
 
 
@@ -71,14 +76,23 @@ def student_hidden_widths(config: DCCLIPConfig) -> tuple[list[int], list[int]]:
     The image tower is probed with one forward pass on the meta device (shapes only: no memory, no compute, no
     weights needed, so it also works before DeepSpeed partitions the real model); text encoders keep one width.
     """
+    image_widths = [h.shape[1] if h.dim() == 4 else h.shape[-1] for h in _image_hidden_states_on_meta(config)]
+    text_widths = [int(config.text_config.hidden_size)] * (int(config.text_config.num_hidden_layers) + 1)
+    return image_widths, text_widths
+
+
+def student_image_grids(config: DCCLIPConfig) -> list[tuple[int, int]]:
+    """The spatial grid `(height, width)` of every image hidden state of a student built from `config` (ViT tokens
+    counted on their patch grid), probed on the meta device like `student_hidden_widths`."""
+    return [tuple(as_spatial_map(h).shape[-2:]) for h in _image_hidden_states_on_meta(config)]
+
+
+def _image_hidden_states_on_meta(config: DCCLIPConfig) -> tuple[torch.Tensor, ...]:
     with torch.device("meta"):
         probe = DCCLIPModel(config)
         size = config.image_size
         pixels = torch.zeros(1, int(getattr(config.vision_config, "num_channels", 3)), size, size)
-        hidden_states = probe.vision_model(pixel_values=pixels, output_hidden_states=True).hidden_states
-    image_widths = [h.shape[1] if h.dim() == 4 else h.shape[-1] for h in hidden_states]
-    text_widths = [int(config.text_config.hidden_size)] * (int(config.text_config.num_hidden_layers) + 1)
-    return image_widths, text_widths
+        return probe.vision_model(pixel_values=pixels, output_hidden_states=True).hidden_states
 
 
 @dataclass
@@ -144,7 +158,7 @@ class StudentWithAdapters(nn.Module):
 
         image_widths, text_widths = student_hidden_widths(student.config)
         self.image_adapters = nn.ModuleList(
-            SpatialAdapter(image_widths[p.student], teacher_layout.image_width, teacher_layout.image_grid)
+            SpatialAdapter(image_widths[p.student], teacher_layout.image_width, teacher_layout.image_grid_of(p.teacher))
             for p in (self.image_pairs if uses_maps else [])
         )
         self.text_adapters = nn.ModuleList(
@@ -216,11 +230,13 @@ class StudentWithAdapters(nn.Module):
 
 @dataclass
 class DistillationPlan:
-    """What start-up decided: the layer pairs of each tower (None: tower not distilled) and how text is compared."""
+    """What start-up decided: the layer pairs of each tower (None: tower not distilled), how text is compared, and
+    whether any loss reads the teacher's final embeddings (if not, the live teacher stops at its deepest mapped layer)."""
 
     image_pairs: list[LayerPair] | None
     text_pairs: list[LayerPair] | None
     text_token_by_token: bool
+    teacher_embeddings: bool = True
 
     @property
     def teacher_image_layers(self) -> list[int]:
@@ -273,4 +289,5 @@ def plan_distillation(
             "%s: text feature maps are distilled as vectors mean-pooled over real tokens, NOT token by token", reason
         )
     logger.info("stage-1 layer mapping (student -> teacher): image %s, text %s", image_pairs, text_pairs)
-    return DistillationPlan(image_pairs=image_pairs, text_pairs=text_pairs, text_token_by_token=token_by_token)
+    teacher_embeddings = not uses_maps or args.embedding_loss_weight > 0
+    return DistillationPlan(image_pairs, text_pairs, token_by_token, teacher_embeddings)

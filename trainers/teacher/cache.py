@@ -1,18 +1,28 @@
-"""Teacher cache: run the frozen teacher once over the stage-1 data and store its targets, so that training reads
-them instead of running the teacher every epoch (`dcclip teacher-cache`, then `distill.py --teacher_cache_dir`).
+"""Teacher cache: run the frozen teacher once over the stage-1 data and store what stage 1's loss reads, so that training
+reads it instead of running the teacher every epoch (`dcclip teacher-cache`, then `distill.py --teacher_cache_dir`).
 
-Layout of a cache folder:
-    teacher_cache.json   what was cached: teacher, layers, grid, pooling, logit scale, sizes and bytes per sample
-    images/              a `datasets` dataset (save_to_disk): sample_id, image_layer_<k> (fp16, C x h x w), image_embeds
-    texts/               sample_id, text_layer_<k> (fp16, real tokens x C, or C when pooled), text_embeds
+Layout of a cache folder (every array a flat little-endian file, its dtype and shape in the shard's `shard.json`):
+    .dcclip-teacher-cache      marker: the folder is the cache command's (it replaces nothing else)
+    teacher_cache.json         the build: teacher identity (checkpoint and processor digests), layer mapping, grids,
+                               compression, max_text_length, number of shards; the same for every shard
+    images-00000-of-00004/     one complete shard of the image tower: sample_ids.bin (SHA-1 digests, 20 bytes each),
+                               layer_<k>.bin (float16 codes, rows x h x w x rank), embeds.bin (float16),
+                               codecs.safetensors (each layer's basis), shard.json (rows, shapes, SHA-256 per file)
+    texts-00000-of-00004/      the text tower: layer_<k>.bin (rows x rank when pooled; else tokens x rank with
+                               token_offsets.bin), embeds.bin, ...
+    .partial-<shard>-<id>/     a shard being written: renamed to its final name only once complete, never read
 
-Samples are keyed by content, so the cache does not depend on order, shuffling, source mixing or ranks:
-an image's id is the SHA-1 of its encoded file bytes, a text's id the SHA-1 of its teacher token ids (so a cache is
-only found for the tokenizer and truncation length it was built with). Targets are stored exactly as the teacher
-computes them for the deterministic processor (resize + centre crop): a cache assumes no random augmentation.
+What is stored (`compression.py`): image maps pooled to a grid per layer, maps standardised over channels as the loss
+does, each feature vector as its coordinates in a per-layer principal-component basis, in float16.
 
-Built by `trainers/cache_teacher.py` (`dcclip teacher-cache`); read by the collator, which hands the trainer the
-same `TeacherTargets` a live teacher would.
+Samples are keyed by content, so the cache does not depend on order, shuffling, source mixing, ranks or shards: an
+image's id is the SHA-1 of its encoded file bytes, a text's id the SHA-1 of its teacher token ids (so a cache is only
+found for the tokenizer and truncation length it was built with). Targets are stored as the teacher computes them for
+the deterministic processor (resize + centre crop): a cache assumes no random augmentation.
+
+Written by `cache_writer.py` (`dcclip teacher-cache`, `trainers/cache_teacher.py`), in one process or as shards across
+processes and SLURM array tasks; read here (`TeacherCache`) by the collator, which hands the trainer the same
+`TeacherTargets` a live teacher would.
 """
 
 from __future__ import annotations
@@ -20,28 +30,33 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
-import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict
+import os
+import re
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import datasets
 import numpy as np
 import torch
-import torch.nn.functional as F
 from datasets.utils.file_utils import xopen
+from safetensors.torch import load_file
 
-from dcclip.trainers.data.sample_quality import load_rgb_image
-from dcclip.trainers.data.schema import CAPTION_COLUMNS, IMAGE_COLUMN
-from dcclip.trainers.teacher.geometry import masked_mean_tokens
-from dcclip.trainers.teacher.model import DistillationTeacher
+from dcclip.trainers.data.schema import IMAGE_COLUMN
+from dcclip.trainers.teacher.compression import FeatureCodec
 from dcclip.trainers.teacher.targets import TeacherLayout, TeacherTargets
 
 logger = logging.getLogger(__name__)
 
+FORMAT = "dcclip-teacher-cache/2"
+MARKER_FILE = ".dcclip-teacher-cache"
 METADATA_FILE = "teacher_cache.json"
-IMAGES_DIR, TEXTS_DIR = "images", "texts"
+SHARD_FILE = "shard.json"
+CODECS_FILE = "codecs.safetensors"
+PARTIAL_PREFIX = ".partial-"
+TOWERS = ("images", "texts")
+SHARD_NAME = re.compile(r"^(images|texts)-(\d{5})-of-(\d{5})$")
+SHARD_FILES = re.compile(r"^([a-z0-9_]+\.bin|shard\.json|codecs\.safetensors)$")
+DIGEST_BYTES = 20  # SHA-1
 
 
 # ----- sample ids ---------------------------------------------------------------------------------------------------
@@ -61,15 +76,119 @@ def text_sample_id(token_ids: Sequence[int] | torch.Tensor) -> str:
     return hashlib.sha1(np.asarray(token_ids, dtype=np.int64).tobytes()).hexdigest()
 
 
-def _ids_of_rows(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> list[str]:
+def ids_of_rows(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> list[str]:
+    """The sample id of each row of a tokenized batch (its real tokens)."""
     return [text_sample_id(ids[mask.bool()]) for ids, mask in zip(input_ids, attention_mask)]
+
+
+# ----- format ------------------------------------------------------------------------------------------------------
+
+
+def shard_name(tower: str, index: int, num_shards: int) -> str:
+    """`images-00003-of-00008`: the folder of shard `index` (0-based) of `num_shards` of `tower`."""
+    return f"{tower}-{index:05d}-of-{num_shards:05d}"
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while chunk := file.read(1 << 24):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 # ----- reading ------------------------------------------------------------------------------------------------------
 
 
+class _Shard:
+    """One complete shard, its arrays memory-mapped on first use in each process."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.manifest = json.loads((path / SHARD_FILE).read_text(encoding="utf-8"))
+        self.rows = int(self.manifest["rows"])
+        tensors = load_file(str(path / CODECS_FILE))
+        self.codecs = {
+            int(k): FeatureCodec.from_state(tensors, f"layer_{k}", channels)
+            for k, channels in self.manifest["channels"].items()
+        }
+        self._arrays: dict[str, np.ndarray] = {}
+        self._pid = None
+
+    def array(self, name: str) -> np.ndarray:
+        if self._pid != os.getpid():  # a DataLoader worker maps the files itself
+            self._arrays, self._pid = {}, os.getpid()
+        if name not in self._arrays:
+            info = self.manifest["arrays"][name]
+            self._arrays[name] = np.memmap(
+                self.path / f"{name}.bin", dtype=np.dtype(info["dtype"]), mode="r", shape=tuple(info["shape"])
+            )
+        return self._arrays[name]
+
+    def payload_bytes(self) -> int:
+        """Bytes of the per-row files (everything but the per-shard codecs and manifest)."""
+        return sum(f["bytes"] for name, f in self.manifest["files"].items() if name != CODECS_FILE)
+
+    def problems(self) -> list[str]:
+        """Files whose size or SHA-256 differs from the manifest."""
+        found = []
+        for name, expected in self.manifest["files"].items():
+            path = self.path / name
+            if not path.is_file():
+                found.append(f"{path} is missing")
+            elif path.stat().st_size != expected["bytes"]:
+                found.append(f"{path} has {path.stat().st_size} bytes, {expected['bytes']} when written")
+            elif file_sha256(path) != expected["sha256"]:
+                found.append(f"{path} fails its SHA-256 checksum (its content changed after it was written)")
+        return found
+
+    def __getstate__(self) -> dict:  # spawned DataLoader workers map the files themselves
+        return {**self.__dict__, "_arrays": {}, "_pid": None}
+
+
+class _SampleIndex:
+    """Where each sample id lives: sorted 64-bit id prefixes over every shard of a tower, checked on the full id."""
+
+    def __init__(self, shards: list[_Shard]):
+        self.shards = shards
+        prefixes, shard_of, row_of = [], [], []
+        for number, shard in enumerate(shards):
+            if not shard.rows:
+                continue
+            ids = np.asarray(shard.array("sample_ids"))
+            prefixes.append(ids[:, :8].copy().view(">u8").reshape(-1))
+            shard_of.append(np.full(len(ids), number, dtype=np.int32))
+            row_of.append(np.arange(len(ids), dtype=np.int64))
+        keys = np.concatenate(prefixes) if prefixes else np.zeros(0, dtype=">u8")
+        order = np.argsort(keys, kind="stable")
+        self.keys = keys[order]
+        self.shard_of = np.concatenate(shard_of)[order] if shard_of else np.zeros(0, dtype=np.int32)
+        self.row_of = np.concatenate(row_of)[order] if row_of else np.zeros(0, dtype=np.int64)
+
+    def locate(self, ids: list[bytes]) -> list[tuple[int, int] | None]:
+        """(shard number, row) of each id, None where the tower does not hold it."""
+        found: list[tuple[int, int] | None] = []
+        for sample_id in ids:
+            key = np.frombuffer(sample_id[:8], dtype=">u8")[0]
+            position = int(np.searchsorted(self.keys, key))
+            where = None
+            while position < len(self.keys) and self.keys[position] == key:
+                shard, row = int(self.shard_of[position]), int(self.row_of[position])
+                if bytes(self.shards[shard].array("sample_ids")[row]) == sample_id:
+                    where = (shard, row)
+                    break
+                position += 1
+            found.append(where)
+        return found
+
+
 class TeacherCache:
-    """A built cache, opened for training: targets of a batch by sample id (used in DataLoader workers)."""
+    """A built cache, opened for training: the targets of a batch by sample id (used in DataLoader workers).
+
+    Opening checks that the folder is a complete build of this format: every shard of each tower present. Call
+    `check_teacher` and `verify_checksums` before training (stage 1's start-up does).
+    """
 
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
@@ -80,58 +199,136 @@ class TeacherCache:
                 "`dcclip teacher-cache <config> --teacher_cache_dir <folder>`"
             )
         self.metadata = json.loads(metadata_file.read_text(encoding="utf-8"))
+        if self.metadata.get("format") != FORMAT:
+            raise ValueError(
+                f"the teacher cache {self.folder} has format {self.metadata.get('format', 'dcclip 0.1 (datasets)')!r}, "
+                f"this version reads {FORMAT!r}; rebuild it with `dcclip teacher-cache`"
+            )
         layout = dict(self.metadata["layout"])
         layout["image_grid"] = tuple(layout["image_grid"])
+        layout["cached_image_grids"] = [tuple(g) for g in layout["cached_image_grids"] or []]
         self.layout = TeacherLayout(**layout)
         self.logit_scale = float(self.metadata["logit_scale"])
         self.max_text_length = int(self.metadata["max_text_length"])
-        self.images, self._image_rows = self._open(IMAGES_DIR)
-        self.texts, self._text_rows = self._open(TEXTS_DIR)
+        num_shards = int(self.metadata["num_shards"])
+        self.shards: dict[str, list[_Shard]] = {}
+        for tower in TOWERS:
+            present = [shard_name(tower, i, num_shards) for i in range(num_shards)]
+            complete = [name for name in present if (self.folder / name / SHARD_FILE).is_file()]
+            if complete and len(complete) < num_shards:
+                missing = sorted(set(present) - set(complete))
+                raise FileNotFoundError(
+                    f"the teacher cache {self.folder} is incomplete: {len(missing)} of {num_shards} {tower} shards "
+                    f"are missing or unfinished (e.g. {missing[0]}); finish building them (rerun those shards)"
+                )
+            self.shards[tower] = [_Shard(self.folder / name) for name in complete]
+        # built here, before DataLoader workers fork: they then share the index's pages instead of each building one
+        self._indexes = {tower: _SampleIndex(shards) for tower, shards in self.shards.items()}
 
-    def _open(self, name: str) -> tuple[datasets.Dataset | None, dict[str, int]]:
-        path = self.folder / name
-        if not path.is_dir():
-            return None, {}
-        dataset = datasets.load_from_disk(str(path))
-        rows = {sample_id: row for row, sample_id in enumerate(dataset["sample_id"])}
-        return dataset.with_format("torch"), rows
+    @property
+    def num_images(self) -> int:
+        return sum(shard.rows for shard in self.shards["images"])
 
-    def _rows(self, table: dict[str, int], ids: list[str], kind: str) -> list[int]:
-        missing = [sample_id for sample_id in ids if sample_id not in table]
+    @property
+    def num_texts(self) -> int:
+        return sum(shard.rows for shard in self.shards["texts"])
+
+    def bytes_per_row(self, tower: str) -> float:
+        """Stored bytes per image or caption (per-row files; each shard adds its codecs, `codec_bytes`, once)."""
+        rows = sum(shard.rows for shard in self.shards[tower])
+        return sum(shard.payload_bytes() for shard in self.shards[tower]) / max(rows, 1)
+
+    def codec_bytes(self, tower: str) -> int:
+        """Bytes of the bases of one shard of `tower` (the same for every shard)."""
+        shards = self.shards[tower]
+        return shards[0].manifest["files"][CODECS_FILE]["bytes"] if shards else 0
+
+    def check_teacher(self, checkpoint_digest: str, processor_sha256: str, teacher: str) -> None:
+        """Refuse a cache built from another teacher checkpoint or processor than `teacher`'s."""
+        recorded = self.metadata["teacher"]
+        for what, expected, found in (
+            ("checkpoint", recorded.get("checkpoint_sha256"), checkpoint_digest),
+            ("processor", recorded.get("processor_sha256"), processor_sha256),
+        ):
+            if expected != found:
+                raise ValueError(
+                    f"the teacher cache {self.folder} was built from another teacher {what} than --teacher {teacher} "
+                    f"({what} SHA-256 {str(expected)[:16]}... when built, {found[:16]}... now; built from "
+                    f"{recorded.get('name')!r}); rebuild the cache with this teacher or give the teacher it was built with"
+                    + (" (a processor also reads differently under another transformers version)" if what == "processor" else "")
+                )
+
+    def verify_checksums(self, threads: int = 4) -> None:
+        """Re-hash every shard file and refuse the cache if any differs from what its shard recorded."""
+        shards = [shard for tower in TOWERS for shard in self.shards[tower]]
+        with ThreadPoolExecutor(max(1, threads)) as pool:  # hashlib releases the GIL
+            problems = [problem for found in pool.map(_Shard.problems, shards) for problem in found]
+        if problems:
+            raise ValueError(
+                f"the teacher cache {self.folder} is damaged: {'; '.join(problems[:3])}"
+                + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else "")
+                + "; rebuild the shards named (remove them and rerun the cache command)"
+            )
+
+    def _locate(self, tower: str, ids: list[bytes], kind: str) -> list[tuple[int, int]]:
+        found = self._indexes[tower].locate(ids)
+        missing = [sample_id.hex() for sample_id, where in zip(ids, found) if where is None]
         if missing:
             raise KeyError(
                 f"{len(missing)} {kind} sample(s) of this batch are not in the teacher cache {self.folder} "
                 f"(e.g. id {missing[0]}); build the cache from the same data spec, teacher tokenizer and "
                 f"max_text_length ({self.max_text_length}) as the training run"
             )
-        return [table[sample_id] for sample_id in ids]
+        return found
+
+    def _by_shard(self, found: list[tuple[int, int]]) -> dict[int, tuple[list[int], list[int]]]:
+        groups: dict[int, tuple[list[int], list[int]]] = {}
+        for position, (shard, row) in enumerate(found):
+            positions, rows = groups.setdefault(shard, ([], []))
+            positions.append(position)
+            rows.append(row)
+        return groups
 
     def image_targets(self, image_samples: Sequence[dict], layers: Sequence[int]) -> TeacherTargets:
         """Cached targets of a batch of image samples (canonical `{"image": cell}` dicts), in batch order."""
-        if self.images is None:
+        if not self.shards["images"]:
             raise ValueError(f"the teacher cache {self.folder} holds no image targets; it was built without image data")
-        rows = self._rows(self._image_rows, [image_sample_id(s[IMAGE_COLUMN]) for s in image_samples], "image")
-        data = self.images.select_columns([f"image_layer_{k}" for k in layers] + ["image_embeds"])[rows]
-        return TeacherTargets(image_maps=[data[f"image_layer_{k}"] for k in layers], image_embeds=data["image_embeds"])
+        ids = [bytes.fromhex(image_sample_id(s[IMAGE_COLUMN])) for s in image_samples]
+        found = self._locate("images", ids, "image")
+        size = len(ids)
+        maps = {k: torch.empty(size, self.layout.image_width, *self.layout.image_grid_of(k)) for k in layers}
+        embeds = torch.empty(size, self.layout.projection_dim, dtype=torch.float16)
+        for number, (positions, rows) in self._by_shard(found).items():
+            shard = self.shards["images"][number]
+            for k in layers:
+                codes = torch.from_numpy(np.asarray(shard.array(f"layer_{k}")[rows]))
+                maps[k][positions] = shard.codecs[k].decode(codes).permute(0, 3, 1, 2)
+            embeds[positions] = torch.from_numpy(np.asarray(shard.array("embeds")[rows]))
+        return TeacherTargets(image_maps=[maps[k] for k in layers], image_embeds=embeds)
 
     def text_targets(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, layers: Sequence[int]) -> TeacherTargets:
         """Cached targets of a batch of tokenized texts (teacher token ids), laid out on the batch's padded length."""
-        if self.texts is None:
+        if not self.shards["texts"]:
             raise ValueError(f"the teacher cache {self.folder} holds no text targets; it was built without text data")
-        rows = self._rows(self._text_rows, _ids_of_rows(input_ids, attention_mask), "text")
-        data = self.texts.select_columns([f"text_layer_{k}" for k in layers] + ["text_embeds"])[rows]
-        maps = []
-        for k in layers:
-            stored = data[f"text_layer_{k}"]
-            if self.layout.text_pooled:
-                maps.append(stored)
-                continue
-            # Stored without padding; put each text's tokens back where the batch's mask has real tokens.
-            padded = torch.zeros(*attention_mask.shape, self.layout.text_width, dtype=stored[0].dtype)
-            for row, tokens in enumerate(stored):
-                padded[row, attention_mask[row].bool()] = tokens
-            maps.append(padded)
-        return TeacherTargets(text_maps=maps, text_attention_mask=attention_mask, text_embeds=data["text_embeds"])
+        ids = [bytes.fromhex(i) for i in ids_of_rows(input_ids, attention_mask)]
+        found = self._locate("texts", ids, "text")
+        width, real = self.layout.text_width, attention_mask.bool()
+        shape = (len(ids), width) if self.layout.text_pooled else (*attention_mask.shape, width)
+        maps = {k: torch.zeros(shape) for k in layers}  # padding positions carry no target
+        embeds = torch.empty(len(ids), self.layout.projection_dim, dtype=torch.float16)
+        for number, (positions, rows) in self._by_shard(found).items():
+            shard = self.shards["texts"][number]
+            for k in layers:
+                stored = shard.array(f"layer_{k}")
+                if self.layout.text_pooled:
+                    maps[k][positions] = shard.codecs[k].decode(torch.from_numpy(np.asarray(stored[rows])))
+                    continue
+                offsets = shard.array("token_offsets")[:, 0]
+                for position, row in zip(positions, rows):
+                    codes = torch.from_numpy(np.array(stored[offsets[row] : offsets[row + 1]]))
+                    maps[k][position, real[position]] = shard.codecs[k].decode(codes)
+            embeds[positions] = torch.from_numpy(np.asarray(shard.array("embeds")[rows]))
+        return TeacherTargets(text_maps=[maps[k] for k in layers], text_attention_mask=attention_mask, text_embeds=embeds)
 
 
 class CachedTeacherTargets:
@@ -161,170 +358,3 @@ class CachedTeacherTargets:
             targets.text_maps, targets.text_embeds = texts.text_maps, texts.text_embeds
             targets.text_attention_mask = attention_mask
         return targets
-
-
-# ----- building -----------------------------------------------------------------------------------------------------
-
-
-def _chunks(items: Iterable, size: int) -> Iterator[list]:
-    chunk: list = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
-def _fp16(tensor: torch.Tensor) -> np.ndarray:
-    return tensor.detach().to("cpu", torch.float16).numpy()
-
-
-def _save(rows: Iterable[dict], features: datasets.Features, folder: Path) -> int:
-    """Write rows as Arrow through a scratch folder (bounded memory), then `save_to_disk` into `folder`; returns the
-    number of rows."""
-    scratch = folder.parent / f".{folder.name}-build"
-    # An explicit fingerprint stops `datasets` from hashing the generator, whose closure holds the teacher.
-    dataset = datasets.Dataset.from_generator(
-        lambda: rows, features=features, cache_dir=str(scratch), fingerprint=uuid.uuid4().hex
-    )
-    dataset.save_to_disk(str(folder))
-    num_rows = len(dataset)
-    del dataset
-    shutil.rmtree(scratch, ignore_errors=True)
-    return num_rows
-
-
-def _image_rows(
-    teacher: DistillationTeacher, samples: Iterable[dict], layers: list[int], pool_grid: int | None, batch_size: int
-) -> Iterator[dict]:
-    seen: set[str] = set()
-    for chunk in _chunks(samples, batch_size):
-        ids = [image_sample_id(s[IMAGE_COLUMN]) for s in chunk]
-        keep = [i for i, sample_id in enumerate(ids) if not (sample_id in seen or seen.add(sample_id))]
-        if not keep:
-            continue
-        images = [load_rgb_image(chunk[i][IMAGE_COLUMN]) for i in keep]
-        pixel_values = teacher.processor(images=images, return_tensors="pt")["pixel_values"]
-        targets = teacher(pixel_values=pixel_values, image_layers=layers)
-        maps = [F.adaptive_avg_pool2d(m.float(), pool_grid) if pool_grid else m for m in targets.image_maps]
-        for row, i in enumerate(keep):
-            yield {
-                "sample_id": ids[i],
-                **{f"image_layer_{k}": _fp16(m[row]) for k, m in zip(layers, maps)},
-                "image_embeds": _fp16(targets.image_embeds[row]),
-            }
-
-
-def _captions(samples: Iterable[dict]) -> Iterator[str]:
-    """Every caption of every language: training may pick any of them."""
-    for sample in samples:
-        for column in CAPTION_COLUMNS.values():
-            yield from (caption for caption in sample.get(column) or [] if caption)
-
-
-def _text_rows(
-    teacher: DistillationTeacher,
-    samples: Iterable[dict],
-    layers: list[int],
-    max_text_length: int,
-    pool_text: bool,
-    batch_size: int,
-) -> Iterator[dict]:
-    seen: set[str] = set()
-    for texts in _chunks(_captions(samples), batch_size):
-        encoded = teacher.tokenizer(texts, padding=True, truncation=True, max_length=max_text_length, return_tensors="pt")
-        ids = _ids_of_rows(encoded["input_ids"], encoded["attention_mask"])
-        keep = [i for i, sample_id in enumerate(ids) if not (sample_id in seen or seen.add(sample_id))]
-        if not keep:
-            continue
-        input_ids, attention_mask = encoded["input_ids"][keep], encoded["attention_mask"][keep]
-        targets = teacher(input_ids=input_ids, attention_mask=attention_mask, text_layers=layers)
-        mask = attention_mask.to(teacher.device)
-        if pool_text:
-            maps = [masked_mean_tokens(m.float(), mask) for m in targets.text_maps]
-        else:
-            maps = [[m[row][mask[row].bool()] for row in range(len(keep))] for m in targets.text_maps]
-        for row, i in enumerate(keep):
-            yield {
-                "sample_id": ids[i],
-                **{f"text_layer_{k}": _fp16(m[row]) for k, m in zip(layers, maps)},
-                "text_embeds": _fp16(targets.text_embeds[row]),
-            }
-
-
-def _folder_bytes(folder: Path) -> int:
-    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
-
-
-def build_teacher_cache(
-    teacher: DistillationTeacher,
-    folder: str | Path,
-    image_samples: Iterable[dict] | None,
-    text_samples: Iterable[dict] | None,
-    image_layers: list[int],
-    text_layers: list[int],
-    max_text_length: int,
-    teacher_name: str = "",
-    pool_grid: int | None = None,
-    pool_text: bool = False,
-    batch_size: int = 32,
-) -> dict:
-    """Run `teacher` once over the samples and write a cache folder; returns its metadata (sizes, bytes/sample).
-
-    Args:
-        image_samples / text_samples: canonical samples (`{"image": cell}` / `{"captions_en": [...], ...}`).
-        image_layers / text_layers: the teacher hidden states to store (the training run's mapping).
-        max_text_length: truncation length; training must use the same one.
-        pool_grid: average-pool image maps to `pool_grid x pool_grid` to bound disk (training then distils on that
-            grid); None keeps the teacher's patch grid.
-        pool_text: store text maps mean-pooled over real tokens (training then distils pooled text features).
-    """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    layout = TeacherLayout(**asdict(teacher.layout))
-    layout.cached_image_layers, layout.cached_text_layers = list(image_layers), list(text_layers)
-    layout.text_pooled = pool_text
-    if pool_grid:
-        layout.image_grid = (pool_grid, pool_grid)
-    metadata: dict = {"teacher": teacher_name, "max_text_length": max_text_length, "dtype": "float16"}
-    fp16 = datasets.Value("float16")
-
-    if image_samples is not None:
-        height, width = layout.image_grid
-        features = datasets.Features(
-            {
-                "sample_id": datasets.Value("string"),
-                **{
-                    f"image_layer_{k}": datasets.Array3D((layout.image_width, height, width), "float16")
-                    for k in image_layers
-                },
-                "image_embeds": datasets.List(fp16, length=layout.projection_dim),
-            }
-        )
-        rows = _image_rows(teacher, image_samples, list(image_layers), pool_grid, batch_size)
-        metadata["num_images"] = _save(rows, features, folder / IMAGES_DIR)
-        metadata["bytes_per_image"] = _folder_bytes(folder / IMAGES_DIR) / max(metadata["num_images"], 1)
-
-    if text_samples is not None:
-        text_map = (
-            datasets.List(fp16, length=layout.text_width)
-            if pool_text
-            else datasets.Array2D((None, layout.text_width), "float16")
-        )
-        features = datasets.Features(
-            {
-                "sample_id": datasets.Value("string"),
-                **{f"text_layer_{k}": text_map for k in text_layers},
-                "text_embeds": datasets.List(fp16, length=layout.projection_dim),
-            }
-        )
-        rows = _text_rows(teacher, text_samples, list(text_layers), max_text_length, pool_text, batch_size)
-        metadata["num_texts"] = _save(rows, features, folder / TEXTS_DIR)
-        metadata["bytes_per_text"] = _folder_bytes(folder / TEXTS_DIR) / max(metadata["num_texts"], 1)
-
-    metadata["layout"] = asdict(layout)
-    metadata["logit_scale"] = float(teacher.logit_scale)
-    (folder / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
-    return metadata

@@ -21,7 +21,9 @@ class TeacherLayout:
         image_grid: `(height, width)` of the vision patch grid the targets come on (pooled grid for a pooled cache).
         projection_dim: width of the projected embeddings.
         cached_image_layers / cached_text_layers: for a cache, the only teacher layers it stores.
+        cached_image_grids: for a cache, the grid each cached image layer is stored on (same order as the layers).
         text_pooled: for a cache that stores text maps mean-pooled over tokens.
+        maps_standardized: for a cache that stores maps already standardised over channels (the loss's transform).
     """
 
     num_image_layers: int
@@ -32,7 +34,15 @@ class TeacherLayout:
     projection_dim: int
     cached_image_layers: list[int] | None = None
     cached_text_layers: list[int] | None = None
+    cached_image_grids: list[tuple[int, int]] | None = None
     text_pooled: bool = False
+    maps_standardized: bool = False
+
+    def image_grid_of(self, layer: int) -> tuple[int, int]:
+        """The grid teacher image layer `layer`'s targets come on: its cached grid, else the patch grid."""
+        if self.cached_image_grids is not None and layer in (self.cached_image_layers or []):
+            return tuple(self.cached_image_grids[self.cached_image_layers.index(layer)])
+        return tuple(self.image_grid)
 
     @classmethod
     def from_config(cls, config: PreTrainedConfig) -> TeacherLayout:

@@ -1,0 +1,151 @@
+"""What each teacher-cache approximation costs the distilled student: stage 1 on a `dcclip demo` output, live and from
+cache variants, every student scored zero-shot (EN and ZH) on the demo's benchmark.
+
+It reuses a demo output folder (its teacher, initial student, benchmark and stage-1 config, `configs/
+stage1_feature_maps.yaml`), so every variant starts from the same weights and sees the same data and steps:
+
+    dcclip demo --out runs/demo                       # once (about 10 minutes on 2 CPU cores)
+    python benchmarks/cache_fidelity.py --demo runs/demo --out runs/cache_fidelity [--variants live cache-default]
+
+Variants (each a stage-1 run through `dcclip distill`, caches built by `dcclip teacher-cache`):
+    live                the live teacher as stage 1 runs it by default (float32 for the demo's 64-wide teacher)
+    live-bfloat16       the live teacher in bfloat16 (weights and arithmetic, as under --bf16 on a GPU)
+    cache-float16       a cache of the full maps in float16: every token, the teacher's grid, every channel
+    cache-grid          only the default pooling of image maps (the student's last-stage grid)
+    cache-rank          only the default low-rank codes (rank = the paired student layer's width)
+    cache-pooled-text   only the default text pooling (one vector per caption)
+    cache-default       the default cache: all three
+It writes `cache_fidelity.json`: per variant, the mean zero-shot accuracy in each language (with its standard error),
+the difference to the `live` student, and the cache's bytes per image and per caption.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+VARIANTS: dict[str, tuple[str, list[str]]] = {
+    "live": ("live", []),
+    "live-bfloat16": ("live", ["--teacher_dtype", "bfloat16"]),
+    "cache-float16": ("cache", ["--pool_grid", "0", "--cache_rank", "0", "--pool_text", "false"]),
+    "cache-grid": ("cache", ["--cache_rank", "0", "--pool_text", "false"]),
+    "cache-rank": ("cache", ["--pool_grid", "0", "--pool_text", "false"]),
+    "cache-pooled-text": ("cache", ["--pool_grid", "0", "--cache_rank", "0"]),
+    "cache-default": ("cache", []),
+}
+REFERENCE = "live"
+
+
+def _run(command: list[str], log: Path) -> None:
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    with log.open("w") as output:
+        result = subprocess.run(command, stdout=output, stderr=subprocess.STDOUT, env=env)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command[:4])} ... failed ({result.returncode}); see {log}")
+
+
+def _stage1_argv(demo: Path, output_dir: Path) -> list[str]:
+    """The demo's stage-1 config, pointed at this demo folder's teacher, initial student and data."""
+    data = str(demo / "benchmark" / "train_imagefolder.yaml")
+    return [
+        str(demo / "configs" / "stage1_feature_maps.yaml"),
+        "--teacher", str(demo / "teacher" / "final"),
+        "--student", str(demo / "student_init"),
+        "--image_data", data,
+        "--text_data", data,
+        "--output_dir", str(output_dir),
+        "--disable_tqdm", "true",
+    ]  # fmt: skip
+
+
+def run_variant(name: str, demo: Path, out: Path) -> dict:
+    """Stage 1 for one variant (building its cache first); returns timings and cache sizes. A variant whose record
+    and student are already in `out` (an earlier, interrupted run of this script) is reused."""
+    kind, extra = VARIANTS[name]
+    output_dir = out / "runs" / name
+    record_file = out / "records" / f"{name}.json"
+    if record_file.is_file() and (output_dir / "final" / "model.safetensors").is_file():
+        return json.loads(record_file.read_text())
+    argv = _stage1_argv(demo, output_dir)
+    record: dict = {"kind": kind, "options": extra}
+    if kind == "cache":
+        cache_dir = out / "caches" / name
+        start = time.perf_counter()
+        _run([sys.executable, "-m", "dcclip.trainers.cache_teacher", *argv, "--teacher_cache_dir", str(cache_dir),
+              "--overwrite_cache", "true", *extra], out / f"{name}.cache.log")  # fmt: skip
+        record["cache_build_s"] = round(time.perf_counter() - start, 1)
+        from dcclip.trainers.teacher.cache import TeacherCache
+
+        cache = TeacherCache(cache_dir)
+        record["bytes_per_image"] = round(cache.bytes_per_row("images"))
+        record["bytes_per_text"] = round(cache.bytes_per_row("texts"))
+        record["codec_bytes_per_shard"] = cache.codec_bytes("images") + cache.codec_bytes("texts")
+        argv += ["--teacher_cache_dir", str(cache_dir)]
+    else:
+        argv += extra
+    start = time.perf_counter()
+    _run([sys.executable, "-m", "dcclip.trainers.distill", *argv], out / f"{name}.distill.log")
+    record["stage1_s"] = round(time.perf_counter() - start, 1)
+    record["student"] = str(output_dir / "final")
+    record["load_average"] = os.getloadavg()
+    record_file.parent.mkdir(parents=True, exist_ok=True)
+    record_file.write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def score(demo: Path, records: dict[str, dict], batch_size: int) -> dict[str, dict]:
+    """Zero-shot scores of the teacher and every variant's student on the demo's tasks (seen and unseen)."""
+    from dcclip.demo.analysis import language_mean
+    from dcclip.evaluation.model_loading import load_evaluated_model
+    from dcclip.evaluation.report import build_report
+    from dcclip.evaluation.tasks import load_builtin_benchmark
+
+    tasks = load_builtin_benchmark(demo / "benchmark" / "eval")
+    tasks += [dataclasses.replace(t, name=f"{t.name}_unseen") for t in load_builtin_benchmark(demo / "benchmark" / "eval_unseen")]
+    models = [load_evaluated_model(str(demo / "teacher" / "final"), "teacher", name="teacher")]
+    models += [load_evaluated_model(record["student"], "student", name=name) for name, record in records.items()]
+    results = build_report(models, tasks, batch_size=batch_size, show_progress=False)
+    scores = {}
+    for model in ["teacher", *records]:
+        scores[model] = {}
+        for language in ("en", "zh"):
+            mean = language_mean(results, model, language)
+            scores[model][language] = {"mean_pct": round(100 * mean.mean, 2), "se_pct": round(100 * mean.standard_error, 2)}
+    return scores
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--demo", type=Path, required=True, help="a `dcclip demo --out` folder")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--eval_batch_size", type=int, default=128)
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    variants = list(dict.fromkeys([REFERENCE, *args.variants]))
+    records = {}
+    for name in variants:
+        print(f"cache_fidelity: {name}", flush=True)
+        records[name] = run_variant(name, args.demo, args.out)
+    scores = score(args.demo, records, args.eval_batch_size)
+    for name, record in records.items():
+        record["zero_shot"] = scores[name]
+        record["difference_to_live_pts"] = {
+            language: round(scores[name][language]["mean_pct"] - scores[REFERENCE][language]["mean_pct"], 2)
+            for language in ("en", "zh")
+        }
+    results = {"demo": str(args.demo), "teacher_zero_shot": scores["teacher"], "variants": records,
+               "load_average": os.getloadavg()}  # fmt: skip
+    (args.out / "cache_fidelity.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+    return results
+
+
+if __name__ == "__main__":
+    main()
