@@ -1,11 +1,12 @@
 """What each teacher-cache approximation costs the distilled student: stage 1 on a `dcclip demo` output, live and from
 cache variants, every student scored zero-shot (EN and ZH) on the demo's benchmark.
 
-It reuses a demo output folder (its teacher, initial student, benchmark and stage-1 config, `configs/
-stage1_feature_maps.yaml`), so every variant starts from the same weights and sees the same data and steps:
+It reuses a demo output folder (its teacher, benchmark, and one student seed's initial weights and stage-1 config,
+`configs/seed<S>/stage1_feature_maps.yaml`), so every variant starts from the same weights and sees the same unpaired
+images and texts in the same order, for the same steps:
 
     dcclip demo --out runs/demo                       # once (about 10 minutes on 2 CPU cores)
-    python benchmarks/cache_fidelity.py --demo runs/demo --out runs/cache_fidelity [--variants live cache-default]
+    python benchmarks/cache_fidelity.py --demo runs/demo --out runs/cache_fidelity [--seed 0] [--variants live ...]
 
 Variants (each a stage-1 run through `dcclip distill`, caches built by `dcclip teacher-cache`):
     live                the live teacher as stage 1 runs it by default (float32 for the demo's 64-wide teacher)
@@ -30,6 +31,8 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "live": ("live", []),
     "live-bfloat16": ("live", ["--teacher_dtype", "bfloat16"]),
@@ -50,21 +53,19 @@ def _run(command: list[str], log: Path) -> None:
         raise RuntimeError(f"{' '.join(command[:4])} ... failed ({result.returncode}); see {log}")
 
 
-def _stage1_argv(demo: Path, output_dir: Path) -> list[str]:
-    """The demo's stage-1 config, pointed at this demo folder's teacher, initial student and data."""
-    data = str(demo / "benchmark" / "train_imagefolder.yaml")
-    return [
-        str(demo / "configs" / "stage1_feature_maps.yaml"),
-        "--teacher", str(demo / "teacher" / "final"),
-        "--student", str(demo / "student_init"),
-        "--image_data", data,
-        "--text_data", data,
-        "--output_dir", str(output_dir),
-        "--disable_tqdm", "true",
-    ]  # fmt: skip
+def _stage1_argv(demo: Path, seed: int, out: Path, name: str) -> list[str]:
+    """The demo's stage-1 run of student seed `seed` (its teacher, initial student, unpaired images and texts, steps
+    and learning rate), without its teacher cache and writing to `out`: the variant's own config file."""
+    config = yaml.safe_load((demo / "configs" / f"seed{seed}" / "stage1_feature_maps.yaml").read_text(encoding="utf-8"))
+    config.pop("teacher_cache_dir", None)
+    config.update(output_dir=str(out / "runs" / name), disable_tqdm=True)
+    path = out / "configs" / f"{name}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return [str(path)]
 
 
-def run_variant(name: str, demo: Path, out: Path) -> dict:
+def run_variant(name: str, demo: Path, seed: int, out: Path) -> dict:
     """Stage 1 for one variant (building its cache first); returns timings and cache sizes. A variant whose record
     and student are already in `out` (an earlier, interrupted run of this script) is reused."""
     kind, extra = VARIANTS[name]
@@ -72,7 +73,7 @@ def run_variant(name: str, demo: Path, out: Path) -> dict:
     record_file = out / "records" / f"{name}.json"
     if record_file.is_file() and (output_dir / "final" / "model.safetensors").is_file():
         return json.loads(record_file.read_text())
-    argv = _stage1_argv(demo, output_dir)
+    argv = _stage1_argv(demo, seed, out, name)
     record: dict = {"kind": kind, "options": extra}
     if kind == "cache":
         cache_dir = out / "caches" / name
@@ -125,6 +126,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--demo", type=Path, required=True, help="a `dcclip demo --out` folder")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--seed", type=int, default=0, help="the demo's student seed whose stage-1 run is repeated")
     parser.add_argument("--eval_batch_size", type=int, default=128)
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -132,7 +134,7 @@ def main(argv: list[str] | None = None) -> dict:
     records = {}
     for name in variants:
         print(f"cache_fidelity: {name}", flush=True)
-        records[name] = run_variant(name, args.demo, args.out)
+        records[name] = run_variant(name, args.demo, args.seed, args.out)
     scores = score(args.demo, records, args.eval_batch_size)
     for name, record in records.items():
         record["zero_shot"] = scores[name]
@@ -140,7 +142,7 @@ def main(argv: list[str] | None = None) -> dict:
             language: round(scores[name][language]["mean_pct"] - scores[REFERENCE][language]["mean_pct"], 2)
             for language in ("en", "zh")
         }
-    results = {"demo": str(args.demo), "teacher_zero_shot": scores["teacher"], "variants": records,
+    results = {"demo": str(args.demo), "student_seed": args.seed, "teacher_zero_shot": scores["teacher"], "variants": records,
                "load_average": os.getloadavg()}  # fmt: skip
     (args.out / "cache_fidelity.json").write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
