@@ -11,7 +11,7 @@ batch size, CPU, no data workers, float32 student unless `--bf16`). Each phase r
 `torch.profiler`: a step is the time between two optimizer steps (the first step, which warms up, is left out), and
 the named ranges of `DistillationTrainer.compute_loss` split it into teacher, student forward and loss.
 
-    python benchmarks/real_size.py                        # CPU, fp32 student, --steps 5 --batch 8
+    python benchmarks/real_size.py                        # CPU, fp32 student, --steps 10 --batch 8
     python benchmarks/real_size.py --device cuda --bf16   # the same on a GPU machine
 
 Writes `--out` (default real_size.json); docs/scale_out.md and docs/distillation.md quote its numbers.
@@ -334,6 +334,16 @@ def phase_stage1_cache(args, inputs) -> dict:
     return result
 
 
+def phase_align(args, inputs) -> dict:
+    """Stage 2 from the live stage-1 student; under the deepspeed launcher (phase `align_zero2`) with ZeRO-2."""
+    from dcclip.trainers.align import main as align_main
+
+    extra = ["--deepspeed", str(REPO_ROOT / "ds_configs" / "zero2.json")] if args.deepspeed else []
+    output_dir = args.work_dir / "runs" / ("align_zero2" if args.deepspeed else "align")
+    _, events = profiled(lambda: align_main(align_argv(args, inputs, output_dir) + extra), args.device)
+    return step_split(events, args.device, args.steps)
+
+
 def _peak_allocated(function, device: str) -> float:
     """Peak bytes allocated by `function()` above what was allocated before it (the CPU allocator's record in a
     memory profile, or CUDA's own counter)."""
@@ -521,7 +531,7 @@ def summarize(args: argparse.Namespace, phases: dict[str, dict], wall_s: float) 
 
 def main(argv: list[str] | None = None) -> dict | None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=5, help="optimizer steps per run (the first is not measured)")
+    parser.add_argument("--steps", type=int, default=10, help="optimizer steps per run (the first is not measured)")
     parser.add_argument("--batch", type=int, default=8, help="per-device batch size of every run")
     parser.add_argument("--out", type=Path, default=Path("real_size.json"))
     parser.add_argument("--work_dir", type=Path, default=Path.home() / ".cache" / "dcclip" / "real_size",
