@@ -16,6 +16,7 @@ Variants (each a stage-1 run through `dcclip distill`, caches built by `dcclip t
     cache-rank          only the default low-rank codes (rank = the paired student layer's width)
     cache-pooled-text   only the default text pooling (one vector per caption)
     cache-default       the default cache: all three
+    cache-token-text    the default pooling and low-rank codes, text token by token (what `dcclip demo` builds)
 It writes `cache_fidelity.json`: per variant, the mean zero-shot accuracy in each language (with its standard error),
 the difference to the `live` student, and the cache's bytes per image and per caption.
 """
@@ -41,6 +42,7 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "cache-rank": ("cache", ["--pool_grid", "0", "--pool_text", "false"]),
     "cache-pooled-text": ("cache", ["--pool_grid", "0", "--cache_rank", "0"]),
     "cache-default": ("cache", []),
+    "cache-token-text": ("cache", ["--pool_text", "false"]),
 }
 REFERENCE = "live"
 

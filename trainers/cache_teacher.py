@@ -56,8 +56,8 @@ class TeacherCacheArguments:
     pool_grid: int | None = field(
         default=None,
         metadata={"help": "Grid (N x N) that every cached image map is average-pooled to; 0 keeps the teacher's patch "
-                  "grid. Default: each teacher layer on the grid of the student stage it is paired with (the "
-                  "student's resolution), at most the teacher's grid."},
+                  "grid. Default: the grid of the student's last stage (7 x 7 for edge at 224 px), at most the "
+                  "teacher's grid."},
     )  # fmt: skip
     cache_rank: int | None = field(
         default=None,
