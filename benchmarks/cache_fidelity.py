@@ -5,7 +5,7 @@ It reuses a demo output folder (its teacher, benchmark, and one student seed's i
 `configs/seed<S>/stage1_feature_maps.yaml`), so every variant starts from the same weights and sees the same unpaired
 images and texts in the same order, for the same steps:
 
-    dcclip demo --out runs/demo                       # once (about 10 minutes on 2 CPU cores)
+    dcclip demo --out runs/demo                       # once (about 7 minutes on 2 CPU cores)
     python benchmarks/cache_fidelity.py --demo runs/demo --out runs/cache_fidelity [--seed 0] [--variants live ...]
 
 Variants (each a stage-1 run through `dcclip distill`, caches built by `dcclip teacher-cache`):
