@@ -54,13 +54,15 @@ from .data_efficiency import write_study
 from .hub_export import check_reload, describe_reload, export_for_hub, reload_probe
 from .options import DEFAULT_OUT
 from .output_folder import prepare_output_folder, record_output_files
-from .scales import SCALES, DemoScale, get_scale
+from .scales import DemoScale, get_scale
 from .teacher_pretraining import pretrain_teacher
 
 logger = logging.getLogger("demo")
 
 DEMO_STEPS = 6
 STUDY_STEPS = 5
+
+
 def resolve_device(name: str) -> str:
     """`auto` -> `cuda` when a GPU is visible, else `cpu`. `cuda:N` narrows CUDA_VISIBLE_DEVICES to GPU N (before CUDA
     starts), so that the Trainer's own `cuda` is that GPU; a GPU name without a GPU is an error."""
