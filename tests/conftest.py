@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,9 +119,7 @@ sys.path = [p for p in sys.path if p not in ("", {str(REPO_ROOT)!r})]
 """
 
 
-def _run_without_project(code: str, cwd: Path, python: str | Path = sys.executable) -> "subprocess.CompletedProcess":
-    import subprocess
-
+def _run_without_project(code: str, cwd: Path, python: str | Path = sys.executable) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["HF_MODULES_CACHE"] = str(cwd / "hf_modules")
     return subprocess.run(

@@ -3,7 +3,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from transformers import AutoConfig, AutoModel, Trainer, TrainingArguments
+from transformers import AutoConfig, Trainer, TrainingArguments
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from modeling_dcclip import DCCLIPConfig, DCCLIPModel, as_embedding
