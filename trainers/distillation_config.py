@@ -94,7 +94,8 @@ class DistillationConfig(TrainingArguments):
     teacher_cache_verify: bool = field(
         default=True,
         metadata={"help": "Re-hash every teacher-cache shard at start-up and refuse a cache whose files changed since "
-                  "they were written (reads the whole cache once; false skips it for a cache already verified)."},
+                  "they were written (reads the whole cache once, split over the run's processes; false skips it for a "
+                  "cache already verified)."},
     )  # fmt: skip
 
     def __post_init__(self):

@@ -115,9 +115,9 @@ def check_cache_matches_run(
     cache.check_teacher(teacher_checkpoint_digest(config.teacher), processor_digest(teacher_processor), config.teacher)
     if config.teacher_cache_verify:
         start = time.perf_counter()
-        cache.verify_checksums()
-        logger.info("teacher cache %s: every shard matches its checksums (%.1f s)", cache.folder,
-                    time.perf_counter() - start)  # fmt: skip
+        cache.verify_checksums(config.process_index, config.world_size)
+        logger.info("teacher cache %s: this process's share of the shard files matches its checksums (%.1f s)",
+                    cache.folder, time.perf_counter() - start)  # fmt: skip
 
 
 def prepare_distillation(

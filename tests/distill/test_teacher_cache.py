@@ -171,6 +171,23 @@ def test_a_noised_cache_is_refused_at_start_up(caches, stage1, tmp_path):
     assert not (tmp_path / "run").exists()  # refused before anything trained
 
 
+def test_processes_of_a_distributed_run_each_hash_their_own_share_of_the_cache_files(caches, tmp_path):
+    damaged = tmp_path / "damaged"
+    shutil.copytree(caches["default"], damaged)
+    layer = damaged / "images-00000-of-00001" / "layer_3.bin"
+    layer.write_bytes(bytes(reversed(layer.read_bytes())))  # same size, other content
+    cache = TeacherCache(damaged)
+    refused = []
+    for index in range(3):
+        try:
+            cache.verify_checksums(process_index=index, num_processes=3)
+        except ValueError as error:
+            refused.append((index, str(error)))
+    assert len(refused) == 1 and "layer_3.bin fails its SHA-256 checksum" in refused[0][1]
+    with pytest.raises(ValueError, match=r"layer_3\.bin fails"):
+        cache.verify_checksums()  # one process hashes every file
+
+
 def test_a_cache_of_another_teacher_is_refused_at_start_up(stage1, tmp_path):
     other = tmp_path / "other_teacher"
     model, processor = build_altclip_teacher(stage1.tokenizer, seed=1)  # same shapes and processor, other weights

@@ -130,18 +130,16 @@ class _Shard:
         """Bytes of the per-row files (everything but the per-shard codecs and manifest)."""
         return sum(f["bytes"] for name, f in self.manifest["files"].items() if name != CODECS_FILE)
 
-    def problems(self) -> list[str]:
-        """Files whose size or SHA-256 differs from the manifest."""
-        found = []
-        for name, expected in self.manifest["files"].items():
-            path = self.path / name
-            if not path.is_file():
-                found.append(f"{path} is missing")
-            elif path.stat().st_size != expected["bytes"]:
-                found.append(f"{path} has {path.stat().st_size} bytes, {expected['bytes']} when written")
-            elif file_sha256(path) != expected["sha256"]:
-                found.append(f"{path} fails its SHA-256 checksum (its content changed after it was written)")
-        return found
+    def file_problem(self, name: str) -> str | None:
+        """What is wrong with file `name` against the manifest (missing, size or SHA-256), or None."""
+        path, expected = self.path / name, self.manifest["files"][name]
+        if not path.is_file():
+            return f"{path} is missing"
+        if path.stat().st_size != expected["bytes"]:
+            return f"{path} has {path.stat().st_size} bytes, {expected['bytes']} when written"
+        if file_sha256(path) != expected["sha256"]:
+            return f"{path} fails its SHA-256 checksum (its content changed after it was written)"
+        return None
 
     def __getstate__(self) -> dict:  # spawned DataLoader workers map the files themselves
         return {**self.__dict__, "_arrays": {}, "_pid": None}
@@ -258,11 +256,14 @@ class TeacherCache:
                     + (" (a processor also reads differently under another transformers version)" if what == "processor" else "")
                 )
 
-    def verify_checksums(self, threads: int = 4) -> None:
-        """Re-hash every shard file and refuse the cache if any differs from what its shard recorded."""
-        shards = [shard for tower in TOWERS for shard in self.shards[tower]]
+    def verify_checksums(self, process_index: int = 0, num_processes: int = 1, threads: int = 4) -> None:
+        """Re-hash shard files and refuse the cache if any differs from what its shard recorded. The files are split
+        over the run's processes (this one hashes every `num_processes`-th, from `process_index`), so a distributed
+        start-up reads the cache once in all, not once per process; a process that finds damage stops the run."""
+        files = [(shard, name) for tower in TOWERS for shard in self.shards[tower] for name in shard.manifest["files"]]
+        mine = files[process_index::num_processes]
         with ThreadPoolExecutor(max(1, threads)) as pool:  # hashlib releases the GIL
-            problems = [problem for found in pool.map(_Shard.problems, shards) for problem in found]
+            problems = [found for found in pool.map(lambda item: item[0].file_problem(item[1]), mine) if found]
         if problems:
             raise ValueError(
                 f"the teacher cache {self.folder} is damaged: {'; '.join(problems[:3])}"
