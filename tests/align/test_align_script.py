@@ -188,6 +188,7 @@ def two_process_runs(scenes, eval_pairs_spec, student_dir, multiprocess_env, tmp
             cwd=REPO_ROOT, env=multiprocess_env, capture_output=True, text=True, timeout=MULTIPROCESS_TIMEOUT_S,
         )  # fmt: skip
         assert result.returncode == 0, f"{name} run failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+        (output_dir / "launcher.log").write_text(result.stdout + result.stderr)
         done[name] = output_dir
         return output_dir
 
@@ -203,6 +204,8 @@ def test_two_process_run_lowers_the_loss_and_saves_a_loadable_folder(two_process
     _check_saved_folder(output_dir, start=DCCLIPModel.from_pretrained(student_dir))
     record = json.loads((output_dir / FINAL_MODEL_DIR / "dcclip_training.json").read_text())
     assert record["stages"][-1]["hyperparameters"]["global_batch_size"] == 16
+    # the run ends its process group itself, not at interpreter shutdown, where gloo's threads can abort the process
+    assert "rank 0 of 2 released its process group" in (output_dir / "launcher.log").read_text()
 
 
 @pytest.mark.multiprocess

@@ -66,6 +66,7 @@ def test_torchrun_two_processes(stage1, run_launcher, read_losses, tmp_path):
     _check_run(output_dir, read_losses(output), stage1.teacher_dir)
     # 20 steps x 2 ranks x 8 = 320 samples over 48 rows: the data really was split between two processes
     assert "'epoch': '6.667'" in output
+    assert "rank 0 of 2 released its process group" in output  # not left to gloo at interpreter shutdown
 
 
 @pytest.mark.integration
@@ -83,6 +84,7 @@ def test_deepspeed_two_processes(zero_config, stage1, run_launcher, read_losses,
     _check_run(output_dir, read_losses(output), stage1.teacher_dir)
     assert "'epoch': '6.667'" in output
     assert ("teacher sharded with DeepSpeed ZeRO-3" in output) == (zero_config == "zero3.json")
+    assert "rank 0 of 2 released its process group" in output
 
 
 @pytest.mark.parametrize("workers", ["0", "2"])

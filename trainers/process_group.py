@@ -1,0 +1,23 @@
+"""The end of a multi-process run.
+
+Each entry script that may run under torchrun, DeepSpeed or SLURM releases its process group once its work is done.
+Left to interpreter shutdown, gloo's worker threads (the backend on CPU) can abort the process after a finished run,
+"terminate called without an active exception", exit status -6: about 1 run in 10 of a two-process job here.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+logger = logging.getLogger(__name__)
+
+
+def release_process_group() -> None:
+    """Destroy the default process group, if one was set up. Called after a run succeeded only: after a failure the
+    other ranks may still wait in a collective, and the launcher stops them anyway."""
+    distributed = sys.modules.get("torch.distributed")  # never imported here just to learn there is nothing to do
+    if distributed is not None and distributed.is_available() and distributed.is_initialized():
+        rank, world_size = distributed.get_rank(), distributed.get_world_size()
+        distributed.destroy_process_group()
+        logger.info("rank %d of %d released its process group", rank, world_size)
