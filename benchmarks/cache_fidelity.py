@@ -14,8 +14,10 @@ Variants (each a stage-1 run through `dcclip distill`, caches built by `dcclip t
     cache-float16       a cache of the full maps in float16: every token, the teacher's grid, every channel
     cache-grid          only the default pooling of image maps (the student's last-stage grid)
     cache-rank          only the default low-rank codes (rank = the paired student layer's width)
-    cache-pooled-text   only the default text pooling (one vector per caption)
+    cache-pooled-text   only the default text pooling (two segment means per caption)
     cache-default       the default cache: all three
+    cache-one-mean      the default pooling and low-rank codes, text pooled to one mean per caption (the default
+                        before segment means; training runs with the same --text_segments 1)
     cache-token-text    the default pooling and low-rank codes, text token by token (what `dcclip demo` builds)
 It writes `cache_fidelity.json`: per variant, the mean zero-shot accuracy in each language (with its standard error),
 the difference to the `live` student, and the cache's bytes per image and per caption.
@@ -42,9 +44,12 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "cache-rank": ("cache", ["--pool_grid", "0", "--pool_text", "false"]),
     "cache-pooled-text": ("cache", ["--pool_grid", "0", "--cache_rank", "0"]),
     "cache-default": ("cache", []),
+    "cache-one-mean": ("cache", ["--text_segments", "1"]),
     "cache-token-text": ("cache", ["--pool_text", "false"]),
 }
 REFERENCE = "live"
+# Stage-1 options a cache is built with that training from it must repeat (the rest are the cache command's own).
+TRAINING_OPTIONS = ("--text_segments",)
 
 
 def _run(command: list[str], log: Path) -> None:
@@ -90,6 +95,7 @@ def run_variant(name: str, demo: Path, seed: int, out: Path) -> dict:
         record["bytes_per_text"] = round(cache.bytes_per_row("texts"))
         record["codec_bytes_per_shard"] = cache.codec_bytes("images") + cache.codec_bytes("texts")
         argv += ["--teacher_cache_dir", str(cache_dir)]
+        argv += [value for i, option in enumerate(extra[::2]) if option in TRAINING_OPTIONS for value in extra[2 * i : 2 * i + 2]]
     else:
         argv += extra
     start = time.perf_counter()

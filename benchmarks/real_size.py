@@ -276,13 +276,15 @@ def stage1_memory(trainer, device: str, sizes=(2, 4)) -> dict:
             measured["teacher_forward"].append(_peak_allocated(forward, device))
             targets = forward()
         held = [t for v in vars(targets).values() if v is not None for t in (v if isinstance(v, list) else [v])]
-        measured["teacher_targets"].append(float(sum(t.numel() * t.element_size() for t in held)))
+        tensors = [t for t in held if isinstance(t, torch.Tensor)]
+        measured["teacher_targets"].append(float(sum(t.numel() * t.element_size() for t in tensors)))
         rows = {k: v.to(torch_device) for k, v in rows.items()}
 
         def loss(rows=rows, targets=targets):
             features = model(rows["pixel_values"], rows["input_ids"], rows["attention_mask"])
             return sum(distillation_loss_parts("feature_maps", features, targets, trainer.args.loss_weights,
-                                               rows["attention_mask"], plan.text_token_by_token).values())  # fmt: skip
+                                               rows["attention_mask"], plan.text_token_by_token,
+                                               plan.text_segments).values())  # fmt: skip
 
         measured["student_step"].append(_peak_allocated(lambda loss=loss: _training_step(model, loss, torch_device), device))
     return {name: _slope(values, sizes) for name, values in measured.items() if values}

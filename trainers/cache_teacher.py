@@ -68,8 +68,8 @@ class TeacherCacheArguments:
     )  # fmt: skip
     pool_text: bool = field(
         default=True,
-        metadata={"help": "Store text maps mean-pooled over real tokens (training then distils pooled text features); "
-                  "false stores every token."},
+        metadata={"help": "Store text maps pooled over real tokens, --text_segments means per caption (training then "
+                  "distils pooled text features); false stores every token."},
     )  # fmt: skip
     cache_batch_size: int = field(default=32, metadata={"help": "Teacher batch size while building the cache."})
     overwrite_cache: bool = field(
@@ -128,7 +128,9 @@ def cache_compression(setup: DistillationSetup, args: TeacherCacheArguments) -> 
         grids[pair.teacher] = (min(wanted[0], teacher_grid[0]), min(wanted[1], teacher_grid[1]))
         image_ranks[pair.teacher] = rank(image_widths[pair.student], layout.image_width)
     text_ranks = {pair.teacher: rank(text_widths[pair.student], layout.text_width) for pair in plan.text_pairs or []}
-    return CacheCompression(grids, image_ranks, text_ranks, args.pool_text, setup.config.standardize_teacher_maps)
+    return CacheCompression(
+        grids, image_ranks, text_ranks, args.pool_text, setup.config.standardize_teacher_maps, setup.config.text_segments
+    )
 
 
 def shard_of(data: datasets.Dataset | datasets.IterableDataset, index: int, num_shards: int):

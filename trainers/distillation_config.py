@@ -83,6 +83,12 @@ class DistillationConfig(TrainingArguments):
                   "before the loss (parameter-free layer norm), so that a few very large channels of the "
                   "teacher's residual stream do not dominate, and every layer pair weighs the same."},
     )  # fmt: skip
+    text_segments: int = field(
+        default=2,
+        metadata={"help": "Where text maps are pooled (student and teacher tokenizers differ, or a teacher cache stores "
+                  "pooled text), each caption's real tokens are split into this many contiguous runs of equal "
+                  "relative length and the mean of each run is distilled; 1 distils one mean per caption."},
+    )  # fmt: skip
     logit_temperature: float = field(
         default=1.0, metadata={"help": "Softmax temperature of logit distillation (distill_target=logits)."}
     )
@@ -112,6 +118,8 @@ class DistillationConfig(TrainingArguments):
             raise ValueError(f"logit_temperature must be positive, got {self.logit_temperature}")
         if self.max_distilled_layers < 1:
             raise ValueError(f"max_distilled_layers must be >= 1, got {self.max_distilled_layers}")
+        if self.text_segments < 1:
+            raise ValueError(f"text_segments must be >= 1, got {self.text_segments}")
         if self.distill_target == "feature_maps" and self.embedding_loss_weight == 0 and self.ddp_find_unused_parameters is None:
             # Without the embedding loss, blocks after the last distilled layer and the towers' final norms get no
             # gradient; DDP must be told, or it waits for them forever.

@@ -74,6 +74,7 @@ class DistillationSetup:
             self.plan.text_pairs,
             text_token_by_token=self.plan.text_token_by_token,
             embedding_loss=self.config.embedding_loss_weight > 0,
+            text_segments=self.plan.text_segments,
         )
 
     def collator(self) -> ImageTextCollator:

@@ -78,7 +78,7 @@ class DistillationTrainer(Trainer):
         with record_function("dcclip/distillation_loss"):
             parts = distillation_loss_parts(
                 self.args.distill_target, student, targets, self.args.loss_weights, inputs.get("attention_mask"),
-                self.plan.text_token_by_token,
+                self.plan.text_token_by_token, self.plan.text_segments,
             )  # fmt: skip
         loss = torch.stack(list(parts.values())).sum()
         if model.training:

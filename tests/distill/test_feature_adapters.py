@@ -12,7 +12,13 @@ from dcclip.trainers.student.adapters import (
     student_hidden_widths,
     student_image_grids,
 )
-from dcclip.trainers.teacher.geometry import LayerPair, default_layer_mapping, resolve_layer_mapping, tokens_to_grid
+from dcclip.trainers.teacher.geometry import (
+    LayerPair,
+    default_layer_mapping,
+    masked_segment_means,
+    resolve_layer_mapping,
+    tokens_to_grid,
+)
 from dcclip.trainers.teacher.targets import TeacherLayout
 
 # The tiny AltCLIP teacher's layout: 3 blocks per tower, width 64, 32 px / patch 8 -> 4 x 4 grid, projection 32.
@@ -114,11 +120,23 @@ def test_student_widths_are_probed_without_weights(make_tiny_model):
     assert image_widths == [16, 16, 32] and text_widths == [32, 32, 32]
 
 
-def test_pooled_text_adapters_give_one_vector_per_text(make_tiny_model, tiny_tokenizer):
-    model = _wrapper(make_tiny_model("tiny"), text_token_by_token=False)
+def test_segment_means_cover_each_texts_real_tokens_in_relative_order():
+    hidden = torch.arange(6.0).view(1, 6, 1).repeat(3, 1, 1)  # token j carries the value j
+    mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0], [1, 0, 0, 0, 0, 0]])
+    # 6 tokens: 0-2 | 3-5; 3 tokens: 0-1 | 1-2 (the middle one shared); 1 token: the same token in both
+    assert masked_segment_means(hidden, mask, 2).squeeze(-1).tolist() == [[1.0, 4.0], [0.5, 1.5], [0.0, 0.0]]
+    # 3 segments of 3 tokens: one token each; one segment: the mean over the real tokens, padding ignored
+    assert masked_segment_means(hidden, mask, 3)[1].squeeze(-1).tolist() == [0.0, 1.0, 2.0]
+    assert masked_segment_means(hidden, mask, 1).squeeze(-1).tolist() == [[2.5], [1.0], [0.0]]
+    with pytest.raises(ValueError, match="segments must be >= 1"):
+        masked_segment_means(hidden, mask, 0)
+
+
+def test_pooled_text_adapters_give_segment_means_per_text(make_tiny_model, tiny_tokenizer):
+    model = _wrapper(make_tiny_model("tiny"), text_token_by_token=False, text_segments=2)
     _, ids, mask = _batch(tiny_tokenizer)
     features = model(input_ids=ids, attention_mask=mask)
-    assert [tuple(m.shape) for m in features.text_maps] == [(2, 64)] * 2
+    assert [tuple(m.shape) for m in features.text_maps] == [(2, 2, 64)] * 2
     assert features.image_maps is None
 
 

@@ -17,6 +17,7 @@ from dcclip.trainers.distill import run as run_distill
 from dcclip.trainers.losses.distillation import standardize_channels
 from dcclip.trainers.teacher.cache import TeacherCache, image_sample_id
 from dcclip.trainers.teacher.compression import FeatureCodec
+from dcclip.trainers.teacher.geometry import masked_segment_means
 from dcclip.trainers.teacher.model import DistillationTeacher, build_altclip_teacher
 
 SHORT_RUN = ("--max_steps", "3", "--logging_steps", "1")
@@ -30,8 +31,8 @@ def _build(workspace, folder, *options: str) -> None:
 
 @pytest.fixture(scope="module")
 def caches(stage1_workspace, tmp_path_factory):
-    """The workspace's data cached twice by the command with the tiny config: the default cache, and the full maps
-    in float16 from a float32 teacher."""
+    """The workspace's data cached by the command with the tiny config: the default cache; the full maps in float16
+    from a float32 teacher; and, from that teacher too, every channel in float16 with the text pooled as by default."""
     import datasets
 
     root = tmp_path_factory.mktemp("caches")
@@ -39,7 +40,8 @@ def caches(stage1_workspace, tmp_path_factory):
         patch.setattr(datasets.config, "HF_DATASETS_CACHE", str(stage1_workspace.datasets_cache))
         _build(stage1_workspace, root / "default")
         _build(stage1_workspace, root / "full", *FULL_MAPS, *FLOAT32_TEACHER)
-    return {"default": root / "default", "full": root / "full"}
+        _build(stage1_workspace, root / "pooled", "--pool_grid", "0", "--cache_rank", "0", *FLOAT32_TEACHER)
+    return {"default": root / "default", "full": root / "full", "pooled": root / "pooled"}
 
 
 def _scene_rows(stage1_workspace) -> list[dict]:
@@ -67,10 +69,10 @@ def test_default_cache_stores_the_students_grid_and_widths_as_pooled_float16_cod
     # tiny student: image stages 16 and 32 wide, its last stage on a 4 x 4 grid; text tower 32 wide; teacher 64 wide
     assert cache.layout.cached_image_grids == [(4, 4), (4, 4)]
     assert cache.metadata["ranks"] == {"image": {"2": 16, "3": 32}, "text": {"2": 32, "3": 32}}
-    assert cache.layout.text_pooled and cache.layout.maps_standardized
+    assert cache.layout.text_pooled and cache.layout.maps_standardized and cache.layout.text_segments == 2
     digest, embedding = 20, 2 * 32  # SHA-1 id, float16 projection
     assert cache.bytes_per_row("images") == digest + 2 * 16 * (16 + 32) + embedding
-    assert cache.bytes_per_row("texts") == digest + 2 * (32 + 32) + embedding
+    assert cache.bytes_per_row("texts") == digest + 2 * 2 * (32 + 32) + embedding  # two segment means per layer
     full = TeacherCache(caches["full"])
     assert full.bytes_per_row("images") == digest + 2 * 16 * (64 + 64) + embedding  # every channel, no offsets
 
@@ -98,6 +100,28 @@ def test_full_cache_decodes_to_the_live_teachers_standardised_maps(caches, stage
     expected = standardize_channels(live.text_maps[0], -1)
     assert torch.allclose(cached.text_maps[0][real], expected[real], atol=1e-2)
     assert (cached.text_maps[0][~real] == 0).all()  # padding positions carry no target
+
+
+def test_pooled_cache_decodes_to_the_live_teachers_standardised_segment_means(caches, stage1_workspace):
+    cache = TeacherCache(caches["pooled"])
+    teacher = DistillationTeacher.from_pretrained(str(stage1_workspace.teacher_dir))
+    rows = _scene_rows(stage1_workspace)[:2]
+    texts = teacher.tokenizer(
+        [rows[0]["caption_zh"], rows[1]["caption_en"]], padding=True, truncation=True, max_length=32, return_tensors="pt"
+    )
+    cached = cache.text_targets(texts["input_ids"], texts["attention_mask"], [2, 3])
+    live = teacher(input_ids=texts["input_ids"], attention_mask=texts["attention_mask"], text_layers=[2, 3])
+    assert cached.text_maps_pooled
+    for cached_map, live_map in zip(cached.text_maps, live.text_maps):
+        expected = standardize_channels(masked_segment_means(live_map, texts["attention_mask"], 2), -1)
+        assert cached_map.shape == (2, 2, 64)
+        assert torch.allclose(cached_map, expected, atol=1e-2)
+
+
+def test_training_with_other_segments_than_the_cache_stores_is_refused(caches, stage1, tmp_path):
+    argv = stage1.argv(tmp_path / "run", *SHORT_RUN, "--teacher_cache_dir", str(caches["default"]), "--text_segments", "3")
+    with pytest.raises(ValueError, match="pooled into 2 segment.*--text_segments is 3"):
+        run_distill(argv)
 
 
 def test_training_from_the_full_cache_matches_the_live_teacher(caches, stage1, tmp_path):

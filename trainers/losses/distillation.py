@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
-from dcclip.trainers.teacher.geometry import masked_mean_tokens
+from dcclip.trainers.teacher.geometry import masked_segment_means
 
 if TYPE_CHECKING:
     from dcclip.trainers.student.adapters import StudentFeatures
@@ -166,6 +166,7 @@ def feature_distillation_loss(
     weights: LossWeights,
     token_mask: torch.Tensor | None = None,
     text_token_by_token: bool = True,
+    text_segments: int = 1,
 ) -> dict[str, torch.Tensor]:
     """The weighted loss parts of feature-map (and embedding) distillation, by name; stage 1 optimises their sum.
 
@@ -175,7 +176,9 @@ def feature_distillation_loss(
         weights: loss weights and shape.
         token_mask: the student's `(batch, tokens)` mask of real tokens (text maps compared token by token).
         text_token_by_token: False when student and teacher tokenizers differ (or a cache stores pooled text): the
-            teacher's text maps are then mean-pooled over its own real tokens, like the student's.
+            teacher's text maps are then pooled into `text_segments` means over runs of its own real tokens, as the
+            student's are over the student's (a pooled cache's maps come pooled already).
+        text_segments: see `text_token_by_token`.
     """
     parts: dict[str, torch.Tensor] = {}
     if student.image_maps is not None:
@@ -186,7 +189,8 @@ def feature_distillation_loss(
     if student.text_maps is not None:
         maps, mask = teacher.text_maps, token_mask
         if not text_token_by_token:
-            maps = [masked_mean_tokens(m.float(), teacher.text_attention_mask) if m.dim() == 3 else m for m in maps]
+            if not teacher.text_maps_pooled:
+                maps = [masked_segment_means(m.float(), teacher.text_attention_mask, text_segments) for m in maps]
             mask = None
         parts["text_feature_loss"] = weights.feature * feature_map_loss(
             [m.float() for m in student.text_maps], _teacher_maps(maps, -1, weights.standardize_teacher_maps),
@@ -208,6 +212,7 @@ def distillation_loss_parts(
     weights: LossWeights,
     token_mask: torch.Tensor | None = None,
     text_token_by_token: bool = True,
+    text_segments: int = 1,
 ) -> dict[str, torch.Tensor]:
     """Stage 1's loss parts for `distill_target`: `"logits"` compares image-text similarities (symmetric KL), the
     others feature maps and / or embeddings (`feature_distillation_loss`). Raises when no part can be computed."""
@@ -216,7 +221,7 @@ def distillation_loss_parts(
         teacher_logits = clip_logits(teacher.image_embeds.float(), teacher.text_embeds.float(), teacher.logit_scale.float())
         parts = {"logit_loss": symmetric_logit_distillation_loss(student_logits, teacher_logits, weights.logit_temperature)}
     else:
-        parts = feature_distillation_loss(student, teacher, weights, token_mask, text_token_by_token)
+        parts = feature_distillation_loss(student, teacher, weights, token_mask, text_token_by_token, text_segments)
     if not parts:
         raise ValueError("this batch produced no stage-1 loss: check image_data / text_data and distill_target")
     return parts

@@ -20,7 +20,7 @@ from transformers.utils import ModelOutput
 
 from modeling_dcclip import DCCLIPConfig, DCCLIPModel
 
-from dcclip.trainers.teacher.geometry import LayerPair, as_spatial_map, masked_mean_tokens, resolve_layer_mapping
+from dcclip.trainers.teacher.geometry import LayerPair, as_spatial_map, masked_segment_means, resolve_layer_mapping
 
 if TYPE_CHECKING:
     from dcclip.trainers.distillation_config import DistillationConfig
@@ -60,7 +60,8 @@ class SpatialAdapter(nn.Module):
 
 
 class TokenAdapter(nn.Module):
-    """Student token map `(B, T, C)` (or pooled `(B, C)`) -> teacher width: a per-token linear map (= 1x1 Conv1d)."""
+    """Student token map `(B, T, C)` (or pooled `(B, segments, C)`) -> teacher width: a per-token linear map (= 1x1
+    Conv1d)."""
 
     def __init__(self, student_channels: int, teacher_channels: int):
         super().__init__()
@@ -101,7 +102,8 @@ class StudentFeatures(ModelOutput):
 
     Attributes:
         image_maps: adapted image feature maps `(B, C_teacher, h, w)`, one per image layer pair.
-        text_maps: adapted text maps, `(B, T, C_teacher)` per pair (token by token) or `(B, C_teacher)` (pooled).
+        text_maps: adapted text maps, `(B, T, C_teacher)` per pair (token by token) or `(B, segments, C_teacher)`
+            (pooled).
         image_embeds / text_embeds: projected embeddings, mapped to the teacher's projection width when it differs.
         logit_scale: the student's log temperature (clamped as in `DCCLIPModel.forward`), for logit distillation.
     """
@@ -125,8 +127,9 @@ class StudentWithAdapters(nn.Module):
         distill_target: "feature_maps", "embeddings" or "logits".
         teacher_layout: widths and grids of the teacher's hidden states and embeddings.
         image_pairs / text_pairs: the layer mapping of each tower; None leaves that tower out of training.
-        text_token_by_token: False when student and teacher tokenizers differ: text maps are then mean-pooled over
-            real tokens before the adapter.
+        text_token_by_token: False when student and teacher tokenizers differ (or a cache stores pooled text): text
+            maps are then pooled into `text_segments` means over runs of real tokens before the adapter.
+        text_segments: see `text_token_by_token`.
         embedding_loss: whether an embedding loss is computed (it needs the projections, and an adapter on them
             when the student's projection width differs from the teacher's).
     """
@@ -140,6 +143,7 @@ class StudentWithAdapters(nn.Module):
         text_pairs: list[LayerPair] | None,
         text_token_by_token: bool = True,
         embedding_loss: bool = True,
+        text_segments: int = 1,
     ):
         super().__init__()
         if distill_target not in DISTILL_TARGETS:
@@ -152,7 +156,7 @@ class StudentWithAdapters(nn.Module):
         self.distil_text = text_pairs is not None
         self.image_pairs = list(image_pairs or [])
         self.text_pairs = list(text_pairs or [])
-        self.text_token_by_token = text_token_by_token
+        self.text_token_by_token, self.text_segments = text_token_by_token, text_segments
         uses_maps = distill_target == "feature_maps"
         self.uses_embeddings = distill_target in ("embeddings", "logits") or (uses_maps and embedding_loss)
 
@@ -213,7 +217,7 @@ class StudentWithAdapters(nn.Module):
             if self.text_adapters:
                 maps = [tower.hidden_states[pair.student] for pair in self.text_pairs]
                 if not self.text_token_by_token:
-                    maps = [masked_mean_tokens(hidden, attention_mask) for hidden in maps]
+                    maps = [masked_segment_means(hidden, attention_mask, self.text_segments) for hidden in maps]
                 features.text_maps = [adapter(hidden) for hidden, adapter in zip(maps, self.text_adapters)]
             if self.uses_embeddings:
                 features.text_embeds = self._to_teacher_space(embeds)
@@ -237,6 +241,7 @@ class DistillationPlan:
     text_pairs: list[LayerPair] | None
     text_token_by_token: bool
     teacher_embeddings: bool = True
+    text_segments: int = 1
 
     @property
     def teacher_image_layers(self) -> list[int]:
@@ -283,11 +288,19 @@ def plan_distillation(
                 args.max_distilled_layers, layout.cached_text_layers,
             )  # fmt: skip
     token_by_token = shared_tokenizer and not layout.text_pooled
+    segments = args.text_segments
+    if layout.text_pooled and layout.text_segments != args.text_segments:
+        raise ValueError(
+            f"the teacher cache stores text maps pooled into {layout.text_segments} segment(s) per caption but "
+            f"--text_segments is {args.text_segments}: set --text_segments {layout.text_segments}, or build the cache "
+            f"again with --text_segments {args.text_segments}"
+        )
     if distil_text and uses_maps and not token_by_token:
         reason = "the teacher cache stores pooled text maps" if shared_tokenizer else "student and teacher tokenizers differ"
         logger.warning(
-            "%s: text feature maps are distilled as vectors mean-pooled over real tokens, NOT token by token", reason
-        )
+            "%s: text feature maps are distilled as %d mean(s) over runs of real tokens per caption, NOT token by "
+            "token", reason, segments,
+        )  # fmt: skip
     logger.info("stage-1 layer mapping (student -> teacher): image %s, text %s", image_pairs, text_pairs)
     teacher_embeddings = not uses_maps or args.embedding_loss_weight > 0
-    return DistillationPlan(image_pairs, text_pairs, token_by_token, teacher_embeddings)
+    return DistillationPlan(image_pairs, text_pairs, token_by_token, teacher_embeddings, segments)

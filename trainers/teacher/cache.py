@@ -313,23 +313,27 @@ class TeacherCache:
             raise ValueError(f"the teacher cache {self.folder} holds no text targets; it was built without text data")
         ids = [bytes.fromhex(i) for i in ids_of_rows(input_ids, attention_mask)]
         found = self._locate("texts", ids, "text")
-        width, real = self.layout.text_width, attention_mask.bool()
-        shape = (len(ids), width) if self.layout.text_pooled else (*attention_mask.shape, width)
+        width, real, pooled = self.layout.text_width, attention_mask.bool(), self.layout.text_pooled
+        shape = (len(ids), self.layout.text_segments, width) if pooled else (*attention_mask.shape, width)
         maps = {k: torch.zeros(shape) for k in layers}  # padding positions carry no target
         embeds = torch.empty(len(ids), self.layout.projection_dim, dtype=torch.float16)
         for number, (positions, rows) in self._by_shard(found).items():
             shard = self.shards["texts"][number]
             for k in layers:
                 stored = shard.array(f"layer_{k}")
-                if self.layout.text_pooled:
-                    maps[k][positions] = shard.codecs[k].decode(torch.from_numpy(np.asarray(stored[rows])))
+                if pooled:  # (rows, segments, width); caches from before segments store (rows, width)
+                    decoded = shard.codecs[k].decode(torch.from_numpy(np.asarray(stored[rows])))
+                    maps[k][positions] = decoded.view(len(rows), self.layout.text_segments, width)
                     continue
                 offsets = shard.array("token_offsets")[:, 0]
                 for position, row in zip(positions, rows):
                     codes = torch.from_numpy(np.array(stored[offsets[row] : offsets[row + 1]]))
                     maps[k][position, real[position]] = shard.codecs[k].decode(codes)
             embeds[positions] = torch.from_numpy(np.asarray(shard.array("embeds")[rows]))
-        return TeacherTargets(text_maps=[maps[k] for k in layers], text_attention_mask=attention_mask, text_embeds=embeds)
+        return TeacherTargets(
+            text_maps=[maps[k] for k in layers], text_attention_mask=attention_mask, text_maps_pooled=pooled,
+            text_embeds=embeds,
+        )  # fmt: skip
 
 
 class CachedTeacherTargets:
@@ -357,5 +361,5 @@ class CachedTeacherTargets:
             attention_mask = batch.get("teacher_attention_mask", batch["attention_mask"])
             texts = self.cache.text_targets(input_ids, attention_mask, self.text_layers)
             targets.text_maps, targets.text_embeds = texts.text_maps, texts.text_embeds
-            targets.text_attention_mask = attention_mask
+            targets.text_attention_mask, targets.text_maps_pooled = attention_mask, texts.text_maps_pooled
         return targets

@@ -40,7 +40,7 @@ from dcclip.trainers.teacher.cache import (
     shard_name,
 )
 from dcclip.trainers.teacher.compression import FeatureCodec, pool_grid
-from dcclip.trainers.teacher.geometry import masked_mean_tokens
+from dcclip.trainers.teacher.geometry import masked_segment_means
 from dcclip.trainers.teacher.model import DistillationTeacher
 from dcclip.trainers.teacher.targets import TeacherLayout
 
@@ -58,7 +58,8 @@ class CacheCompression:
         image_grids: the grid each cached image layer is pooled to, by teacher layer.
         image_ranks / text_ranks: principal components kept per feature vector, by teacher layer (None: every
             channel, in float16).
-        text_pooled: text maps mean-pooled over real tokens (one vector per caption) instead of token by token.
+        text_pooled: text maps pooled over real tokens (`text_segments` vectors per caption) instead of token by
+            token.
         standardized: maps standardised over channels before storage (the loss's `standardize_teacher_maps`).
     """
 
@@ -67,6 +68,7 @@ class CacheCompression:
     text_ranks: dict[int, int | None]
     text_pooled: bool
     standardized: bool
+    text_segments: int = 1
 
 
 def cache_description(
@@ -85,6 +87,7 @@ def cache_description(
     stored.cached_image_layers, stored.cached_text_layers = list(image_layers), list(text_layers)
     stored.cached_image_grids = [list(compression.image_grids[k]) for k in image_layers]
     stored.text_pooled = compression.text_pooled
+    stored.text_segments = compression.text_segments if compression.text_pooled else 1
     stored.maps_standardized = compression.standardized
     return {
         "format": FORMAT,
@@ -319,7 +322,7 @@ def _text_rows(
         for k, tokens in zip(layers, targets.text_maps):
             tokens = tokens.float()
             if compression.text_pooled:
-                tokens = masked_mean_tokens(tokens, mask)
+                tokens = masked_segment_means(tokens, mask, compression.text_segments)
             if compression.standardized:
                 tokens = standardize_channels(tokens, -1)
             if compression.text_pooled:

@@ -39,10 +39,23 @@ def as_spatial_map(hidden: torch.Tensor) -> torch.Tensor:
     return tokens_to_grid(hidden)
 
 
-def masked_mean_tokens(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Mean over the real tokens of `(batch, tokens, channels)`, ignoring padding: `(batch, channels)`."""
-    mask = attention_mask.to(hidden.dtype).unsqueeze(-1)
-    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+def masked_segment_means(hidden: torch.Tensor, attention_mask: torch.Tensor, segments: int) -> torch.Tensor:
+    """Means of `segments` contiguous runs of the real tokens of `(batch, tokens, channels)`: `(batch, segments,
+    channels)`. Segment s of a text with n real tokens covers its real tokens floor(s n / S) .. ceil((s + 1) n / S) - 1,
+    so the runs are in relative position (two tokenizers of one caption split it alike) and none is empty: where S
+    does not divide n, neighbours share a token. One segment is the mean over all real tokens."""
+    if segments < 1:
+        raise ValueError(f"segments must be >= 1, got {segments}")
+    real = attention_mask.bool()
+    rank = real.long().cumsum(dim=1) - 1  # position of each real token among its text's real tokens
+    count = real.sum(dim=1, keepdim=True).clamp(min=1).unsqueeze(1)  # (batch, 1, 1)
+    s = torch.arange(segments, device=hidden.device).view(1, segments, 1)
+    start, end = s * count // segments, ((s + 1) * count + segments - 1) // segments
+    rank = rank.unsqueeze(1)
+    member = (rank >= start) & (rank < end) & real.unsqueeze(1)  # (batch, segments, tokens)
+    weights = member.to(hidden.dtype)
+    weights = weights / weights.sum(dim=-1, keepdim=True).clamp(min=1.0)
+    return weights @ hidden
 
 
 # ----- layer mapping ------------------------------------------------------------------------------------------------

@@ -22,7 +22,9 @@ class TeacherLayout:
         projection_dim: width of the projected embeddings.
         cached_image_layers / cached_text_layers: for a cache, the only teacher layers it stores.
         cached_image_grids: for a cache, the grid each cached image layer is stored on (same order as the layers).
-        text_pooled: for a cache that stores text maps mean-pooled over tokens.
+        text_pooled: for a cache that stores text maps pooled over tokens, `text_segments` means per caption.
+        text_segments: runs of tokens each pooled caption keeps a mean of (`geometry.masked_segment_means`); caches
+            written before segments existed hold one.
         maps_standardized: for a cache that stores maps already standardised over channels (the loss's transform).
     """
 
@@ -36,6 +38,7 @@ class TeacherLayout:
     cached_text_layers: list[int] | None = None
     cached_image_grids: list[tuple[int, int]] | None = None
     text_pooled: bool = False
+    text_segments: int = 1
     maps_standardized: bool = False
 
     def image_grid_of(self, layer: int) -> tuple[int, int]:
@@ -71,8 +74,10 @@ class TeacherTargets:
     Attributes:
         image_embeds / text_embeds: projected, unnormalised embeddings `(B, projection_dim)`.
         image_maps: selected vision hidden states on their patch grid, `(B, C, h, w)` each (CLS token dropped).
-        text_maps: selected text hidden states, `(B, T, C)` each (or `(B, C)` when read from a pooled cache).
+        text_maps: selected text hidden states, `(B, T, C)` each, or `(B, segments, C)` when read from a cache that
+            stores pooled text (`text_maps_pooled`).
         text_attention_mask: the teacher's own token mask (differs from the student's when tokenizers differ).
+        text_maps_pooled: whether `text_maps` are already segment means (a pooled cache), not tokens.
         logit_scale: the teacher's log temperature (0-dim tensor).
     """
 
@@ -81,6 +86,7 @@ class TeacherTargets:
     image_maps: list[torch.Tensor] | None = None
     text_maps: list[torch.Tensor] | None = None
     text_attention_mask: torch.Tensor | None = None
+    text_maps_pooled: bool = False
     logit_scale: torch.Tensor | None = None
 
     def as_batch_entry(self) -> dict[str, torch.Tensor | list[torch.Tensor]]:
