@@ -289,7 +289,7 @@ def plan_distillation(
             )  # fmt: skip
     token_by_token = shared_tokenizer and not layout.text_pooled
     segments = args.text_segments
-    if layout.text_pooled and layout.text_segments != args.text_segments:
+    if distil_text and layout.text_pooled and layout.text_segments != args.text_segments:
         raise ValueError(
             f"the teacher cache stores text maps pooled into {layout.text_segments} segment(s) per caption but "
             f"--text_segments is {args.text_segments}: set --text_segments {layout.text_segments}, or build the cache "
