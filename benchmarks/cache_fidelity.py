@@ -18,6 +18,8 @@ Variants (each a stage-1 run through `dcclip distill`, caches built by `dcclip t
     cache-default       the default cache: all three
     cache-one-mean      the default pooling and low-rank codes, text pooled to one mean per caption (the default
                         before segment means; training runs with the same --text_segments 1)
+    cache-4-segments    the default cache with four segment means per caption (--text_segments 4)
+    cache-8-segments    the default cache with eight (about one per token for the demo's captions)
     cache-token-text    the default pooling and low-rank codes, text token by token (what `dcclip demo` builds)
 It writes `cache_fidelity.json`: per variant, the mean zero-shot accuracy in each language (with its standard error),
 the difference to the `live` student, and the cache's bytes per image and per caption.
@@ -45,6 +47,8 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "cache-pooled-text": ("cache", ["--pool_grid", "0", "--cache_rank", "0"]),
     "cache-default": ("cache", []),
     "cache-one-mean": ("cache", ["--text_segments", "1"]),
+    "cache-4-segments": ("cache", ["--text_segments", "4"]),
+    "cache-8-segments": ("cache", ["--text_segments", "8"]),
     "cache-token-text": ("cache", ["--pool_text", "false"]),
 }
 REFERENCE = "live"
