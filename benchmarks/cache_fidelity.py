@@ -14,12 +14,12 @@ Variants (each a stage-1 run through `dcclip distill`, caches built by `dcclip t
     cache-float16       a cache of the full maps in float16: every token, the teacher's grid, every channel
     cache-grid          only the default pooling of image maps (the student's last-stage grid)
     cache-rank          only the default low-rank codes (rank = the paired student layer's width)
-    cache-pooled-text   only the default text pooling (two segment means per caption)
+    cache-pooled-text   only the default text pooling (one vector per caption)
     cache-default       the default cache: all three
-    cache-one-mean      the default pooling and low-rank codes, text pooled to one mean per caption (the default
-                        before segment means; training runs with the same --text_segments 1)
-    cache-4-segments    the default cache with four segment means per caption (--text_segments 4)
-    cache-8-segments    the default cache with eight (about one per token for the demo's captions)
+    cache-2-segments    the default cache with two means per caption, of the first and second half of its tokens
+                        (--text_segments 2, repeated by the training run)
+    cache-4-segments    the same with four
+    cache-8-segments    the same with eight (two or three tokens each for the demo's captions)
     cache-token-text    the default pooling and low-rank codes, text token by token (what `dcclip demo` builds)
 It writes `cache_fidelity.json`: per variant, the mean zero-shot accuracy in each language (with its standard error),
 the difference to the `live` student, and the cache's bytes per image and per caption.
@@ -46,7 +46,7 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "cache-rank": ("cache", ["--pool_grid", "0", "--pool_text", "false"]),
     "cache-pooled-text": ("cache", ["--pool_grid", "0", "--cache_rank", "0"]),
     "cache-default": ("cache", []),
-    "cache-one-mean": ("cache", ["--text_segments", "1"]),
+    "cache-2-segments": ("cache", ["--text_segments", "2"]),
     "cache-4-segments": ("cache", ["--text_segments", "4"]),
     "cache-8-segments": ("cache", ["--text_segments", "8"]),
     "cache-token-text": ("cache", ["--pool_text", "false"]),

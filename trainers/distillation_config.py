@@ -84,7 +84,7 @@ class DistillationConfig(TrainingArguments):
                   "teacher's residual stream do not dominate, and every layer pair weighs the same."},
     )  # fmt: skip
     text_segments: int = field(
-        default=2,
+        default=1,
         metadata={"help": "Where text maps are pooled (student and teacher tokenizers differ, or a teacher cache stores "
                   "pooled text), each caption's real tokens are split into this many contiguous runs of equal "
                   "relative length and the mean of each run is distilled; 1 distils one mean per caption."},

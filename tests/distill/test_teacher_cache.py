@@ -32,7 +32,8 @@ def _build(workspace, folder, *options: str) -> None:
 @pytest.fixture(scope="module")
 def caches(stage1_workspace, tmp_path_factory):
     """The workspace's data cached by the command with the tiny config: the default cache; the full maps in float16
-    from a float32 teacher; and, from that teacher too, every channel in float16 with the text pooled as by default."""
+    from a float32 teacher; and, from that teacher too, every channel in float16 with the text pooled into two
+    segment means per caption."""
     import datasets
 
     root = tmp_path_factory.mktemp("caches")
@@ -40,7 +41,8 @@ def caches(stage1_workspace, tmp_path_factory):
         patch.setattr(datasets.config, "HF_DATASETS_CACHE", str(stage1_workspace.datasets_cache))
         _build(stage1_workspace, root / "default")
         _build(stage1_workspace, root / "full", *FULL_MAPS, *FLOAT32_TEACHER)
-        _build(stage1_workspace, root / "pooled", "--pool_grid", "0", "--cache_rank", "0", *FLOAT32_TEACHER)
+        _build(stage1_workspace, root / "pooled", "--pool_grid", "0", "--cache_rank", "0", "--text_segments", "2",
+               *FLOAT32_TEACHER)  # fmt: skip
     return {"default": root / "default", "full": root / "full", "pooled": root / "pooled"}
 
 
@@ -69,10 +71,12 @@ def test_default_cache_stores_the_students_grid_and_widths_as_pooled_float16_cod
     # tiny student: image stages 16 and 32 wide, its last stage on a 4 x 4 grid; text tower 32 wide; teacher 64 wide
     assert cache.layout.cached_image_grids == [(4, 4), (4, 4)]
     assert cache.metadata["ranks"] == {"image": {"2": 16, "3": 32}, "text": {"2": 32, "3": 32}}
-    assert cache.layout.text_pooled and cache.layout.maps_standardized and cache.layout.text_segments == 2
+    assert cache.layout.text_pooled and cache.layout.maps_standardized and cache.layout.text_segments == 1
     digest, embedding = 20, 2 * 32  # SHA-1 id, float16 projection
     assert cache.bytes_per_row("images") == digest + 2 * 16 * (16 + 32) + embedding
-    assert cache.bytes_per_row("texts") == digest + 2 * 2 * (32 + 32) + embedding  # two segment means per layer
+    assert cache.bytes_per_row("texts") == digest + 2 * (32 + 32) + embedding  # one mean per layer
+    pooled = TeacherCache(caches["pooled"])  # every channel, two segment means per layer
+    assert pooled.layout.text_segments == 2 and pooled.bytes_per_row("texts") == digest + 2 * 2 * (64 + 64) + embedding
     full = TeacherCache(caches["full"])
     assert full.bytes_per_row("images") == digest + 2 * 16 * (64 + 64) + embedding  # every channel, no offsets
 
@@ -118,10 +122,15 @@ def test_pooled_cache_decodes_to_the_live_teachers_standardised_segment_means(ca
         assert torch.allclose(cached_map, expected, atol=1e-2)
 
 
-def test_training_with_other_segments_than_the_cache_stores_is_refused(caches, stage1, tmp_path):
-    argv = stage1.argv(tmp_path / "run", *SHORT_RUN, "--teacher_cache_dir", str(caches["default"]), "--text_segments", "3")
+def test_training_takes_the_caches_segments_and_refuses_others(caches, stage1, tmp_path, caplog):
+    cache = ("--teacher_cache_dir", str(caches["pooled"]))
+    with caplog.at_level("WARNING"):
+        trainer = run_distill(stage1.argv(tmp_path / "run", *SHORT_RUN, *cache, "--text_segments", "2"))
+    assert "distilled as 2 mean(s) over runs of real tokens per caption" in caplog.text
+    losses = _losses(trainer)
+    assert len(losses) == 3 and all(np.isfinite(losses))
     with pytest.raises(ValueError, match="pooled into 2 segment.*--text_segments is 3"):
-        run_distill(argv)
+        run_distill(stage1.argv(tmp_path / "other", *SHORT_RUN, *cache, "--text_segments", "3"))
 
 
 def test_training_from_the_full_cache_matches_the_live_teacher(caches, stage1, tmp_path):
