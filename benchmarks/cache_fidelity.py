@@ -99,7 +99,9 @@ def run_variant(name: str, demo: Path, seed: int, out: Path) -> dict:
         record["bytes_per_text"] = round(cache.bytes_per_row("texts"))
         record["codec_bytes_per_shard"] = cache.codec_bytes("images") + cache.codec_bytes("texts")
         argv += ["--teacher_cache_dir", str(cache_dir)]
-        argv += [value for i, option in enumerate(extra[::2]) if option in TRAINING_OPTIONS for value in extra[2 * i : 2 * i + 2]]
+        for option, value in zip(extra[::2], extra[1::2]):
+            if option in TRAINING_OPTIONS:
+                argv += [option, value]
     else:
         argv += extra
     start = time.perf_counter()

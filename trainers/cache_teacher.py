@@ -128,8 +128,9 @@ def cache_compression(setup: DistillationSetup, args: TeacherCacheArguments) -> 
         grids[pair.teacher] = (min(wanted[0], teacher_grid[0]), min(wanted[1], teacher_grid[1]))
         image_ranks[pair.teacher] = rank(image_widths[pair.student], layout.image_width)
     text_ranks = {pair.teacher: rank(text_widths[pair.student], layout.text_width) for pair in plan.text_pairs or []}
+    config = setup.config
     return CacheCompression(
-        grids, image_ranks, text_ranks, args.pool_text, setup.config.standardize_teacher_maps, setup.config.text_segments
+        grids, image_ranks, text_ranks, args.pool_text, config.standardize_teacher_maps, config.text_segments
     )
 
 

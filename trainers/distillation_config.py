@@ -85,8 +85,8 @@ class DistillationConfig(TrainingArguments):
     )  # fmt: skip
     text_segments: int = field(
         default=1,
-        metadata={"help": "Where text maps are pooled (student and teacher tokenizers differ, or a teacher cache stores "
-                  "pooled text), each caption's real tokens are split into this many contiguous runs of equal "
+        metadata={"help": "Where text maps are pooled (student and teacher tokenizers differ, or a teacher cache "
+                  "stores pooled text), each caption's real tokens are split into this many contiguous runs of equal "
                   "relative length and the mean of each run is distilled; 1 distils one mean per caption."},
     )  # fmt: skip
     logit_temperature: float = field(

@@ -110,9 +110,8 @@ def test_pooled_cache_decodes_to_the_live_teachers_standardised_segment_means(ca
     cache = TeacherCache(caches["pooled"])
     teacher = DistillationTeacher.from_pretrained(str(stage1_workspace.teacher_dir))
     rows = _scene_rows(stage1_workspace)[:2]
-    texts = teacher.tokenizer(
-        [rows[0]["caption_zh"], rows[1]["caption_en"]], padding=True, truncation=True, max_length=32, return_tensors="pt"
-    )
+    captions = [rows[0]["caption_zh"], rows[1]["caption_en"]]
+    texts = teacher.tokenizer(captions, padding=True, truncation=True, max_length=32, return_tensors="pt")
     cached = cache.text_targets(texts["input_ids"], texts["attention_mask"], [2, 3])
     live = teacher(input_ids=texts["input_ids"], attention_mask=texts["attention_mask"], text_layers=[2, 3])
     assert cached.text_maps_pooled
