@@ -275,9 +275,8 @@ def stage1_memory(trainer, device: str, sizes=(2, 4)) -> dict:
             forward = lambda rows=rows: trainer.teacher.targets_for_batch(rows, *layers)  # noqa: E731
             measured["teacher_forward"].append(_peak_allocated(forward, device))
             targets = forward()
-        held = [t for v in vars(targets).values() if v is not None for t in (v if isinstance(v, list) else [v])]
-        tensors = [t for t in held if isinstance(t, torch.Tensor)]
-        measured["teacher_targets"].append(float(sum(t.numel() * t.element_size() for t in tensors)))
+        held = [t for v in vars(targets).values() for t in (v if isinstance(v, list) else [v]) if torch.is_tensor(t)]
+        measured["teacher_targets"].append(float(sum(t.numel() * t.element_size() for t in held)))
         rows = {k: v.to(torch_device) for k, v in rows.items()}
 
         def loss(rows=rows, targets=targets):

@@ -3,7 +3,8 @@ malformed data spec, empty data) is one line on stderr, `dcclip <command>: <mess
 an unexpected error keeps its traceback.
 
 The dispatcher (`dcclip <command>`) and each entry script's `__main__` path (`python trainers/distill.py`) both run
-the command through `run_command`, so the rule holds however a command is started.
+the command through `run_command`, so the rule holds however a command is started. `run_command` also ends a
+successful multi-process run's process group (`trainers/process_group.py`), for the same reason.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from types import TracebackType
+
+from dcclip.trainers.process_group import release_process_group
 
 # Exit statuses: 1 for a failure of the inputs, 2 for a wrong call (argparse's own status for usage errors).
 INPUT_ERROR_STATUS = 1
@@ -86,7 +89,10 @@ def run_command(command: str, main: Callable[[list[str] | None], int | None], ar
     """Run `main(argv)` (an entry point) and return its exit status; an expected failure becomes
     `dcclip <command>: <message>` on stderr and its exit status, anything else propagates with its traceback."""
     try:
-        return int(main(None if argv is None else list(argv)) or 0)
+        status = int(main(None if argv is None else list(argv)) or 0)
+        if status == 0:  # after a failure other ranks may still wait in a collective; the launcher stops them
+            release_process_group()
+        return status
     except BrokenPipeError:  # the reader went away (`dcclip distill --help | head`): nothing left to tell anyone
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return INPUT_ERROR_STATUS

@@ -30,7 +30,6 @@ from dcclip.trainers.arguments import (
     check_model_locations,
     parse_stage_arguments,
 )
-from dcclip.trainers.process_group import release_process_group
 
 if TYPE_CHECKING:
     from transformers import TrainerCallback
@@ -135,7 +134,6 @@ def main(argv: list[str] | None = None, extra_callbacks: Sequence[TrainerCallbac
         record_student_stage(final_dir, stage, config.teacher, student_args)
         print(f"dcclip align: wrote the aligned student to {final_dir} (checkpoints and trainer_state.json in "
               f"{config.output_dir})")  # fmt: skip
-    release_process_group()
     return 0
 
 

@@ -28,7 +28,6 @@ from dcclip.trainers.arguments import (
     check_model_locations,
     parse_stage_arguments,
 )
-from dcclip.trainers.process_group import release_process_group
 
 if TYPE_CHECKING:
     import datasets
@@ -215,7 +214,6 @@ def main(argv: list[str] | None = None) -> int:
     logger.info("teacher cache %s, shard %d of %d: %s", folder, shard_index, num_shards, summary)
     print(json.dumps(summary))
     print(f"dcclip teacher-cache: wrote shard {shard_index + 1} of {num_shards} of the teacher's targets to {folder}")
-    release_process_group()
     return 0
 
 

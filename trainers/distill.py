@@ -33,7 +33,6 @@ from dcclip.trainers.arguments import (
     check_model_locations,
     parse_stage_arguments,
 )
-from dcclip.trainers.process_group import release_process_group
 
 if TYPE_CHECKING:
     from transformers import TrainerCallback
@@ -137,7 +136,6 @@ def main(argv: list[str] | None = None) -> int:
         output_dir = Path(trainer.args.output_dir)
         print(f"dcclip distill: wrote the distilled student to {output_dir / FINAL_MODEL_DIR} (checkpoints, "
               f"trainer_state.json, teacher_digest.json and sample_quality.json in {output_dir})")  # fmt: skip
-    release_process_group()
     return 0
 
 

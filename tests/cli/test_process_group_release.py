@@ -1,6 +1,7 @@
 """A finished run releases its process group itself (trainers/process_group.py): left to interpreter shutdown, gloo's
 worker threads can abort a run that has already succeeded. The two-process runs in tests/distill and tests/align check
-that the entry scripts call it; this checks what it does, in a fresh process so no group outlives the test."""
+that commands run through `run_command` call it; this checks what it does, in a fresh process so no group outlives
+the test."""
 
 from __future__ import annotations
 

@@ -51,6 +51,12 @@ def _scene_rows(stage1_workspace) -> list[dict]:
     return [json.loads(line) for line in lines]
 
 
+def _two_captions(teacher, rows) -> dict:
+    """A Chinese and an English caption of the workspace, tokenized by the teacher as the cache builder does."""
+    captions = [rows[0]["caption_zh"], rows[1]["caption_en"]]
+    return teacher.tokenizer(captions, padding=True, truncation=True, max_length=32, return_tensors="pt")
+
+
 def _losses(trainer) -> list[float]:
     return [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
 
@@ -95,9 +101,7 @@ def test_full_cache_decodes_to_the_live_teachers_standardised_maps(caches, stage
     assert torch.allclose(cached.image_maps[0], standardize_channels(live.image_maps[0], 1), atol=1e-2)
     assert torch.allclose(cached.image_embeds.float(), live.image_embeds, atol=2e-2, rtol=1e-2)
 
-    texts = teacher.tokenizer(
-        [rows[0]["caption_zh"], rows[1]["caption_en"]], padding=True, truncation=True, max_length=32, return_tensors="pt"
-    )
+    texts = _two_captions(teacher, rows)
     cached = cache.text_targets(texts["input_ids"], texts["attention_mask"], [2])
     live = teacher(input_ids=texts["input_ids"], attention_mask=texts["attention_mask"], text_layers=[2])
     real = texts["attention_mask"].bool()
@@ -109,9 +113,7 @@ def test_full_cache_decodes_to_the_live_teachers_standardised_maps(caches, stage
 def test_pooled_cache_decodes_to_the_live_teachers_standardised_segment_means(caches, stage1_workspace):
     cache = TeacherCache(caches["pooled"])
     teacher = DistillationTeacher.from_pretrained(str(stage1_workspace.teacher_dir))
-    rows = _scene_rows(stage1_workspace)[:2]
-    captions = [rows[0]["caption_zh"], rows[1]["caption_en"]]
-    texts = teacher.tokenizer(captions, padding=True, truncation=True, max_length=32, return_tensors="pt")
+    texts = _two_captions(teacher, _scene_rows(stage1_workspace))
     cached = cache.text_targets(texts["input_ids"], texts["attention_mask"], [2, 3])
     live = teacher(input_ids=texts["input_ids"], attention_mask=texts["attention_mask"], text_layers=[2, 3])
     assert cached.text_maps_pooled

@@ -288,7 +288,6 @@ def plan_distillation(
                 args.max_distilled_layers, layout.cached_text_layers,
             )  # fmt: skip
     token_by_token = shared_tokenizer and not layout.text_pooled
-    segments = args.text_segments
     if distil_text and layout.text_pooled and layout.text_segments != args.text_segments:
         raise ValueError(
             f"the teacher cache stores text maps pooled into {layout.text_segments} segment(s) per caption but "
@@ -299,8 +298,8 @@ def plan_distillation(
         reason = "the teacher cache stores pooled text maps" if shared_tokenizer else "student and teacher tokenizers differ"
         logger.warning(
             "%s: text feature maps are distilled as %d mean(s) over runs of real tokens per caption, NOT token by "
-            "token", reason, segments,
+            "token", reason, args.text_segments,
         )  # fmt: skip
     logger.info("stage-1 layer mapping (student -> teacher): image %s, text %s", image_pairs, text_pairs)
     teacher_embeddings = not uses_maps or args.embedding_loss_weight > 0
-    return DistillationPlan(image_pairs, text_pairs, token_by_token, teacher_embeddings, segments)
+    return DistillationPlan(image_pairs, text_pairs, token_by_token, teacher_embeddings, args.text_segments)
