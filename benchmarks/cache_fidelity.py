@@ -9,18 +9,25 @@ images and texts in the same order, for the same steps:
     python benchmarks/cache_fidelity.py --demo runs/demo --out runs/cache_fidelity [--seed 0] [--variants live ...]
 
 Variants (each a stage-1 run through `dcclip distill`, caches built by `dcclip teacher-cache`):
-    live                the live teacher as stage 1 runs it by default (float32 for the demo's 64-wide teacher)
-    live-bfloat16       the live teacher in bfloat16 (weights and arithmetic, as under --bf16 on a GPU)
-    cache-float16       a cache of the full maps in float16: every token, the teacher's grid, every channel
-    cache-grid          only the default pooling of image maps (the student's last-stage grid)
-    cache-rank          only the default low-rank codes (rank = the paired student layer's width)
-    cache-pooled-text   only the default text pooling (one vector per caption)
-    cache-default       the default cache: all three
-    cache-2-segments    the default cache with two means per caption, of the first and second half of its tokens
-                        (--text_segments 2, repeated by the training run)
-    cache-4-segments    the same with four
-    cache-8-segments    the same with eight (two or three tokens each for the demo's captions)
-    cache-token-text    the default pooling and low-rank codes, text token by token (what `dcclip demo` builds)
+    live                  the live teacher as stage 1 runs it by default (float32 for the demo's 72-wide teacher)
+    live-bfloat16         the live teacher in bfloat16 (weights and arithmetic, as under --bf16 on a GPU)
+    cache-default         the default cache: image maps pooled to the student's last-stage grid, low-rank codes
+                          (rank = the paired student layer's width), int8 codes, text at 4 evenly spaced tokens
+    cache-float16         the full maps in float16: every token, the teacher's grid, every channel
+    cache-grid            float16, only the image pooling
+    cache-rank            float16, only the low-rank codes
+    cache-token-text      float16, grid + rank, every token (what `dcclip demo` builds)
+    cache-int8-token-text the same in int8
+    cache-8-tokens        int8, grid + rank, 8 evenly spaced tokens per caption
+    cache-8-tokens-rank-12  the same with text rank 12 (half the demo student's text width: the bytes of the default
+                          at the edge recipe's size)
+    cache-text-rank-6     int8, grid + rank, every token, text rank 6 (a quarter of the demo student's width)
+    cache-pooled-text     float16, every channel, text mean-pooled (one vector per caption)
+    cache-one-mean        float16, grid + rank + text pooled into one mean per caption (the default before int8)
+    cache-2-segments      the same with two means per caption, of the first and second half of its tokens
+                          (--text_segments 2, repeated by the training run)
+    cache-4-segments      the same with four
+    cache-8-segments      the same with eight (two or three tokens each for the demo's captions)
 It writes `cache_fidelity.json`: per variant, the mean zero-shot accuracy in each language (with its standard error),
 the difference to the `live` student, and the cache's bytes per image and per caption.
 """
@@ -38,18 +45,26 @@ from pathlib import Path
 
 import yaml
 
+FLOAT16 = ["--cache_dtype", "float16"]
+EVERY_TOKEN = ["--pool_text", "false", "--cache_text_tokens", "0"]
+POOLED = ["--pool_text", "true", *FLOAT16]
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "live": ("live", []),
     "live-bfloat16": ("live", ["--teacher_dtype", "bfloat16"]),
-    "cache-float16": ("cache", ["--pool_grid", "0", "--cache_rank", "0", "--pool_text", "false"]),
-    "cache-grid": ("cache", ["--cache_rank", "0", "--pool_text", "false"]),
-    "cache-rank": ("cache", ["--pool_grid", "0", "--pool_text", "false"]),
-    "cache-pooled-text": ("cache", ["--pool_grid", "0", "--cache_rank", "0"]),
     "cache-default": ("cache", []),
-    "cache-2-segments": ("cache", ["--text_segments", "2"]),
-    "cache-4-segments": ("cache", ["--text_segments", "4"]),
-    "cache-8-segments": ("cache", ["--text_segments", "8"]),
-    "cache-token-text": ("cache", ["--pool_text", "false"]),
+    "cache-float16": ("cache", ["--pool_grid", "0", "--cache_rank", "0", *EVERY_TOKEN, *FLOAT16]),
+    "cache-grid": ("cache", ["--cache_rank", "0", *EVERY_TOKEN, *FLOAT16]),
+    "cache-rank": ("cache", ["--pool_grid", "0", *EVERY_TOKEN, *FLOAT16]),
+    "cache-token-text": ("cache", [*EVERY_TOKEN, *FLOAT16]),
+    "cache-int8-token-text": ("cache", EVERY_TOKEN),
+    "cache-8-tokens": ("cache", ["--cache_text_tokens", "8"]),
+    "cache-8-tokens-rank-12": ("cache", ["--cache_text_tokens", "8", "--cache_text_rank", "12"]),
+    "cache-text-rank-6": ("cache", [*EVERY_TOKEN, "--cache_text_rank", "6"]),
+    "cache-pooled-text": ("cache", ["--pool_grid", "0", "--cache_rank", "0", *POOLED]),
+    "cache-one-mean": ("cache", POOLED),
+    "cache-2-segments": ("cache", [*POOLED, "--text_segments", "2"]),
+    "cache-4-segments": ("cache", [*POOLED, "--text_segments", "4"]),
+    "cache-8-segments": ("cache", [*POOLED, "--text_segments", "8"]),
 }
 REFERENCE = "live"
 # Stage-1 options a cache is built with that training from it must repeat (the rest are the cache command's own).

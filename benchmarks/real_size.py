@@ -325,6 +325,8 @@ def phase_cache_build(args, inputs) -> dict:
         "ranks": cache.metadata["ranks"],
         "image_grids": cache.layout.cached_image_grids,
         "text_pooled": cache.layout.text_pooled,
+        "text_tokens": cache.layout.text_tokens,
+        "code_dtype": cache.metadata["dtype"],
     }
 
 
@@ -513,7 +515,7 @@ def summarize(args: argparse.Namespace, phases: dict[str, dict], wall_s: float) 
         },
         **{key: build[key] for key in ("cache_bytes_per_image", "cache_bytes_per_text", "codec_bytes_per_shard",
                                        "cache_build_s_per_image", "cache_build_s_per_text", "ranks", "image_grids",
-                                       "text_pooled")},  # fmt: skip
+                                       "text_pooled", "text_tokens", "code_dtype")},  # fmt: skip
         "align_s_per_step": phases["align"]["s_per_step"],
         "align_step_split_s": phases["align"]["split_s"],
         "align_zero2_s_per_step": phases["align_zero2"]["s_per_step"],

@@ -172,16 +172,24 @@ def option_groups_from_dicts(groups: Iterable[dict]) -> list[OptionGroup]:
 def parse_dataclass_arguments(command: str, dataclass_types: Sequence[type], argv: Sequence[str] | None,
                               epilog: str | None = None) -> tuple:  # fmt: skip
     """Parse `argv` into instances of `dataclass_types` (HfArgumentParser) for `dcclip <command>`: `--help` is the
-    readable one above and exits; a value a dataclass rejects is a `UsageError` that names it."""
-    from transformers import HfArgumentParser
-
+    readable one above and exits (from the stored description where there is one, without importing transformers);
+    a value a dataclass rejects is a `UsageError` that names it."""
     from dcclip.command_errors import UsageError
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = HfArgumentParser(dataclass_types, prog=f"dcclip {command}")
     if wants_help(argv):
-        print(CommandHelp(command, [OptionGroup(None, describe_actions(parser._actions))], epilog=epilog).render())
+        from dcclip.stage_help import stored_options
+
+        options = stored_options(command)
+        if options is None:
+            from transformers import HfArgumentParser
+
+            options = describe_actions(HfArgumentParser(dataclass_types, prog=f"dcclip {command}")._actions)
+        print(CommandHelp(command, [OptionGroup(None, options)], epilog=epilog).render())
         raise SystemExit(0)
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser(dataclass_types, prog=f"dcclip {command}")
     try:
         return tuple(parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False))
     except (ValueError, TypeError) as error:  # a dataclass's own check (__post_init__)

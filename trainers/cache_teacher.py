@@ -62,13 +62,28 @@ class TeacherCacheArguments:
     cache_rank: int | None = field(
         default=None,
         metadata={"help": "Principal components stored per feature vector (a per-layer basis fitted on each shard's "
-                  "first vectors), in float16; 0 stores every channel. Default: the width of the student layer "
-                  "paired with it (its 1x1 adapter's outputs span no more directions), at most the teacher's."},
+                  "first vectors), image and text unless --cache_text_rank is given; 0 stores every channel. Default: "
+                  "the width of the student layer paired with it (its 1x1 adapter's outputs span no more "
+                  "directions), at most the teacher's."},
+    )  # fmt: skip
+    cache_text_rank: int | None = field(
+        default=None,
+        metadata={"help": "The same for text feature vectors; 0 stores every channel. Default: as --cache_rank."},
+    )
+    cache_text_tokens: int = field(
+        default=4,
+        metadata={"help": "Text stored token by token: the real tokens kept per caption, evenly spaced from first to "
+                  "last (training compares only those; 6,974 bytes per caption for edge at 4); 0 keeps every token."},
+    )  # fmt: skip
+    cache_dtype: str = field(
+        default="int8",
+        metadata={"help": "Stored codes: int8 (with a float16 scale per vector) or float16.",
+                  "choices": ["int8", "float16"]},
     )  # fmt: skip
     pool_text: bool = field(
-        default=True,
+        default=False,
         metadata={"help": "Store text maps pooled over real tokens, --text_segments means per caption (training then "
-                  "distils pooled text features); false stores every token."},
+                  "distils pooled text features), instead of token by token at --cache_text_tokens tokens."},
     )  # fmt: skip
     cache_batch_size: int = field(default=32, metadata={"help": "Teacher batch size while building the cache."})
     overwrite_cache: bool = field(
@@ -87,8 +102,11 @@ class TeacherCacheArguments:
     def __post_init__(self):
         if self.pool_grid is not None and self.pool_grid < 0:
             raise UsageError(f"--pool_grid must be >= 0, got {self.pool_grid}")
-        if self.cache_rank is not None and self.cache_rank < 0:
-            raise UsageError(f"--cache_rank must be >= 0, got {self.cache_rank}")
+        for name in ("cache_rank", "cache_text_rank"):
+            if getattr(self, name) is not None and getattr(self, name) < 0:
+                raise UsageError(f"--{name} must be >= 0, got {getattr(self, name)}")
+        if self.cache_text_tokens < 0 or self.cache_text_tokens == 1:
+            raise UsageError(f"--cache_text_tokens must be 0 (every token) or at least 2, got {self.cache_text_tokens}")
 
 
 def resolve_shard(num_shards: int | None, shard_index: int | None) -> tuple[int, int]:
@@ -117,20 +135,22 @@ def cache_compression(setup: DistillationSetup, args: TeacherCacheArguments) -> 
     student_grids = student_image_grids(setup.student.config)
     image_widths, text_widths = student_hidden_widths(setup.student.config)
 
-    def rank(student_width: int, teacher_width: int) -> int | None:
-        wanted = student_width if args.cache_rank is None else args.cache_rank
+    def rank(student_width: int, teacher_width: int, option: int | None) -> int | None:
+        wanted = student_width if option is None else option
         return None if wanted == 0 or wanted >= teacher_width else wanted
 
     grids, image_ranks = {}, {}
     for pair in plan.image_pairs or []:
         wanted = student_grids[-1] if args.pool_grid is None else (args.pool_grid or max(teacher_grid),) * 2
         grids[pair.teacher] = (min(wanted[0], teacher_grid[0]), min(wanted[1], teacher_grid[1]))
-        image_ranks[pair.teacher] = rank(image_widths[pair.student], layout.image_width)
-    text_ranks = {pair.teacher: rank(text_widths[pair.student], layout.text_width) for pair in plan.text_pairs or []}
+        image_ranks[pair.teacher] = rank(image_widths[pair.student], layout.image_width, args.cache_rank)
+    text_rank = args.cache_rank if args.cache_text_rank is None else args.cache_text_rank
+    text_ranks = {p.teacher: rank(text_widths[p.student], layout.text_width, text_rank) for p in plan.text_pairs or []}
     config = setup.config
     return CacheCompression(
-        grids, image_ranks, text_ranks, args.pool_text, config.standardize_teacher_maps, config.text_segments
-    )
+        grids, image_ranks, text_ranks, args.pool_text, config.standardize_teacher_maps, config.text_segments,
+        args.cache_text_tokens, args.cache_dtype,
+    )  # fmt: skip
 
 
 def shard_of(data: datasets.Dataset | datasets.IterableDataset, index: int, num_shards: int):

@@ -17,7 +17,7 @@ from dcclip.stage_help import STAGE_COMMANDS, STORED_HELP, TRAINER_TITLE, live_d
 # Modules that take seconds to import; `--help` must answer before any of them is needed. Checking what was imported,
 # rather than timing `--help`, keeps the test exact on a loaded CI machine; on an idle 2-core machine the commands
 # that import none of these answer in 0.1-1 s (docs/commands.md has the measured times).
-HEAVY_MODULES = ("torch", "datasets", "deepspeed", "matplotlib", "onnx", "onnxruntime", "sentencepiece")
+HEAVY_MODULES = ("torch", "transformers", "datasets", "deepspeed", "matplotlib", "onnx", "onnxruntime", "sentencepiece")
 COMMAND_PARAMS = list(COMMANDS)
 
 _HELP_PROBE = """
@@ -103,6 +103,26 @@ def test_without_a_stored_description_the_stage_help_is_described_live_and_reads
     monkeypatch.setattr(stage_help, "STORED_HELP", tmp_path / "absent.json")  # as under another transformers
     assert stage_help._stored("align") is None
     assert stage_help.stage_help("align", align.option_classes, align.EXAMPLES).render() == stored
+
+
+@pytest.mark.parametrize("command", ["export", "prune-vocab", "push"])
+def test_without_a_stored_description_a_dataclass_commands_help_is_described_live_and_reads_the_same(
+    command, monkeypatch, tmp_path, capsys
+):
+    from dcclip import stage_help
+    from dcclip.cli import main
+
+    def help_text() -> str:
+        with pytest.raises(SystemExit) as done:
+            main([command, "--help"])
+        assert done.value.code == 0
+        return capsys.readouterr().out
+
+    stored = help_text()
+    assert stage_help.stored_options(command) is not None
+    monkeypatch.setattr(stage_help, "STORED_HELP", tmp_path / "absent.json")  # as under another transformers
+    assert stage_help.stored_options(command) is None
+    assert help_text() == stored
 
 
 def test_export_help_states_the_default_opset():

@@ -109,3 +109,33 @@ def test_standardize_channels_gives_zero_mean_unit_variance_per_position():
     tokens = torch.tensor([[[0.0, 4.0, 8.0]]])  # (1, 1 token, 3 channels): mean 4, std sqrt(32/3)
     scale = math.sqrt(32 / 3)
     assert standardize_channels(tokens, channel_dim=-1).flatten().tolist() == pytest.approx([-4 / scale, 0, 4 / scale], abs=1e-5)
+
+
+def test_text_targets_at_some_tokens_compare_those_tokens_alone():
+    from dcclip.trainers.losses.distillation import LossWeights, feature_distillation_loss
+    from dcclip.trainers.student.adapters import StudentFeatures
+    from dcclip.trainers.teacher.targets import TeacherTargets
+
+    weights = LossWeights(standardize_teacher_maps=False)
+    mask = torch.tensor([[1, 1, 1, 0]])
+    kept = torch.tensor([[True, False, True, False]])  # a cache kept tokens 0 and 2
+    teacher = TeacherTargets(text_maps=[torch.tensor([[[1.0, 0.0], [0.0, 0.0], [0.0, 1.0], [0.0, 0.0]]])],
+                             text_attention_mask=mask, text_target_mask=kept)  # fmt: skip
+
+    def loss(student_map: torch.Tensor) -> float:
+        student = StudentFeatures(text_maps=[student_map])
+        return feature_distillation_loss(student, teacher, weights, token_mask=mask)["text_feature_loss"].item()
+
+    base = torch.zeros(1, 4, 2)
+    # kept tokens 0 and 2, each one channel off by 1: 0.5 per element off, over 2 tokens x 2 channels
+    assert loss(base) == pytest.approx(2 * 0.5 / 4)
+    moved_dropped = base.clone()
+    moved_dropped[0, 1] = 5.0  # a real token the cache did not keep: no target, no loss
+    assert loss(moved_dropped) == pytest.approx(loss(base))
+    moved_kept = base.clone()
+    moved_kept[0, 0, 0] = 1.0  # now token 0 matches its target
+    assert loss(moved_kept) == pytest.approx(0.5 / 4)
+    # student and teacher tokenizers differ: the teacher's kept tokens are pooled (their mean), not every real token
+    pooled = StudentFeatures(text_maps=[torch.zeros(1, 1, 2)])
+    parts = feature_distillation_loss(pooled, teacher, weights, token_mask=None, text_token_by_token=False)
+    assert parts["text_feature_loss"].item() == pytest.approx(2 * 0.5 * 0.5**2 / 2)  # target (0.5, 0.5)

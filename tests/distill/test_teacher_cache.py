@@ -16,13 +16,15 @@ from dcclip.trainers.cache_teacher import resolve_shard
 from dcclip.trainers.distill import run as run_distill
 from dcclip.trainers.losses.distillation import standardize_channels
 from dcclip.trainers.teacher.cache import TeacherCache, image_sample_id
-from dcclip.trainers.teacher.compression import FeatureCodec
+from dcclip.trainers.teacher.compression import FeatureCodec, text_token_positions
 from dcclip.trainers.teacher.geometry import masked_segment_means
 from dcclip.trainers.teacher.model import DistillationTeacher, build_altclip_teacher
 
 SHORT_RUN = ("--max_steps", "3", "--logging_steps", "1")
-FULL_MAPS = ("--pool_grid", "0", "--cache_rank", "0", "--pool_text", "false")  # float16, nothing else dropped
+# float16, every token and channel: nothing dropped
+FULL_MAPS = ("--pool_grid", "0", "--cache_rank", "0", "--cache_text_tokens", "0", "--cache_dtype", "float16")
 FLOAT32_TEACHER = ("--teacher_dtype", "float32")
+KEPT_TOKENS = 3  # not the default 4, so that the option is seen to take effect
 
 
 def _build(workspace, folder, *options: str) -> None:
@@ -33,7 +35,8 @@ def _build(workspace, folder, *options: str) -> None:
 def caches(stage1_workspace, tmp_path_factory):
     """The workspace's data cached by the command with the tiny config: the default cache; the full maps in float16
     from a float32 teacher; and, from that teacher too, every channel in float16 with the text pooled into two
-    segment means per caption."""
+    segment means per caption, and every channel in int8 (the default dtype) with `KEPT_TOKENS` tokens kept per
+    caption."""
     import datasets
 
     root = tmp_path_factory.mktemp("caches")
@@ -41,9 +44,11 @@ def caches(stage1_workspace, tmp_path_factory):
         patch.setattr(datasets.config, "HF_DATASETS_CACHE", str(stage1_workspace.datasets_cache))
         _build(stage1_workspace, root / "default")
         _build(stage1_workspace, root / "full", *FULL_MAPS, *FLOAT32_TEACHER)
-        _build(stage1_workspace, root / "pooled", "--pool_grid", "0", "--cache_rank", "0", "--text_segments", "2",
-               *FLOAT32_TEACHER)  # fmt: skip
-    return {"default": root / "default", "full": root / "full", "pooled": root / "pooled"}
+        _build(stage1_workspace, root / "pooled", "--pool_grid", "0", "--cache_rank", "0", "--pool_text", "true",
+               "--text_segments", "2", "--cache_dtype", "float16", *FLOAT32_TEACHER)  # fmt: skip
+        _build(stage1_workspace, root / "kept_tokens", "--pool_grid", "0", "--cache_rank", "0", "--cache_text_tokens",
+               str(KEPT_TOKENS), *FLOAT32_TEACHER)  # fmt: skip
+    return {name: root / name for name in ("default", "full", "pooled", "kept_tokens")}
 
 
 def _scene_rows(stage1_workspace) -> list[dict]:
@@ -72,16 +77,20 @@ def test_cache_holds_every_image_and_every_distinct_caption(caches, stage1_works
     assert cache.layout.cached_image_layers == [2, 3] and cache.layout.cached_text_layers == [2, 3]
 
 
-def test_default_cache_stores_the_students_grid_and_widths_as_pooled_float16_codes(caches):
+def test_default_cache_stores_the_students_grid_and_widths_as_int8_codes_at_four_tokens(caches):
     cache = TeacherCache(caches["default"])
     # tiny student: image stages 16 and 32 wide, its last stage on a 4 x 4 grid; text tower 32 wide; teacher 64 wide
     assert cache.layout.cached_image_grids == [(4, 4), (4, 4)]
     assert cache.metadata["ranks"] == {"image": {"2": 16, "3": 32}, "text": {"2": 32, "3": 32}}
-    assert cache.layout.text_pooled and cache.layout.maps_standardized and cache.layout.text_segments == 1
-    digest, embedding = 20, 2 * 32  # SHA-1 id, float16 projection
-    assert cache.bytes_per_row("images") == digest + 2 * 16 * (16 + 32) + embedding
-    assert cache.bytes_per_row("texts") == digest + 2 * (32 + 32) + embedding  # one mean per layer
-    pooled = TeacherCache(caches["pooled"])  # every channel, two segment means per layer
+    assert not cache.layout.text_pooled and cache.layout.text_tokens == 4 and cache.layout.maps_standardized
+    assert cache.metadata["dtype"] == "int8"
+    digest, embedding = 20, 32 + 2  # SHA-1 id; int8 projection and its float16 scale
+    # int8 codes with a 2-byte scale per vector: 16 positions x (16 + 2 and 32 + 2)
+    assert cache.bytes_per_row("images") == digest + 16 * ((16 + 2) + (32 + 2)) + embedding
+    offsets = 8 * (cache.num_texts + 1) / cache.num_texts  # one int64 offset per caption, plus the first
+    assert cache.bytes_per_row("texts") == pytest.approx(digest + offsets + 2 * 4 * (32 + 2) + embedding)
+    pooled = TeacherCache(caches["pooled"])  # every channel in float16, two segment means per layer
+    embedding = 2 * 32
     assert pooled.layout.text_segments == 2 and pooled.bytes_per_row("texts") == digest + 2 * 2 * (64 + 64) + embedding
     full = TeacherCache(caches["full"])
     assert full.bytes_per_row("images") == digest + 2 * 16 * (64 + 64) + embedding  # every channel, no offsets
@@ -123,6 +132,26 @@ def test_pooled_cache_decodes_to_the_live_teachers_standardised_segment_means(ca
         assert torch.allclose(cached_map, expected, atol=1e-2)
 
 
+def test_a_cache_of_kept_tokens_decodes_to_the_live_teacher_there_and_targets_nothing_else(caches, stage1_workspace):
+    cache = TeacherCache(caches["kept_tokens"])
+    assert cache.layout.text_tokens == KEPT_TOKENS and cache.metadata["dtype"] == "int8"
+    teacher = DistillationTeacher.from_pretrained(str(stage1_workspace.teacher_dir))
+    texts = _two_captions(teacher, _scene_rows(stage1_workspace))
+    mask = texts["attention_mask"]
+    assert int(mask.sum(dim=1).min()) > KEPT_TOKENS  # both captions are longer: some tokens are dropped
+    cached = cache.text_targets(texts["input_ids"], mask, [2])
+    live = teacher(input_ids=texts["input_ids"], attention_mask=mask, text_layers=[2])
+    kept = cached.text_target_mask
+    assert torch.equal(kept, text_token_positions(mask, KEPT_TOKENS)) and kept.sum(dim=1).tolist() == [KEPT_TOKENS] * 2
+    expected = standardize_channels(live.text_maps[0], -1)
+    assert torch.allclose(cached.text_maps[0][kept], expected[kept], atol=3e-2)  # int8: 1/127 of the largest value
+    assert (cached.text_maps[0][~kept] == 0).all()
+    assert torch.allclose(cached.text_embeds.float(), live.text_embeds, atol=3e-2, rtol=2e-2)
+    # int8 codes, each vector with a float16 scale: 64 channels + 2 bytes per kept token and per embedding
+    offsets = 8 * (cache.num_texts + 1) / cache.num_texts
+    assert cache.bytes_per_row("texts") == pytest.approx(20 + offsets + 2 * KEPT_TOKENS * (64 + 2) + 32 + 2)
+
+
 def test_training_takes_the_caches_segments_and_refuses_others(caches, stage1, tmp_path, caplog):
     cache = ("--teacher_cache_dir", str(caches["pooled"]))
     with caplog.at_level("WARNING"):
@@ -142,10 +171,12 @@ def test_training_from_the_full_cache_matches_the_live_teacher(caches, stage1, t
     assert _losses(cached) == pytest.approx(_losses(live), rel=2e-3)
 
 
-def test_training_from_the_default_cache_distils_pooled_text_on_the_cached_grids(caches, stage1, tmp_path, caplog):
-    with caplog.at_level("WARNING"):
+def test_training_from_the_default_cache_distils_four_tokens_per_caption_on_the_cached_grids(
+    caches, stage1, tmp_path, caplog
+):
+    with caplog.at_level("INFO"):
         trainer = run_distill(stage1.argv(tmp_path / "run", *SHORT_RUN, "--teacher_cache_dir", str(caches["default"])))
-    assert "the teacher cache stores pooled text maps" in caplog.text and "NOT token by token" in caplog.text
+    assert "keeps at most 4 evenly spaced tokens per caption" in caplog.text and "NOT token by token" not in caplog.text
     assert [a.teacher_grid for a in trainer.model.image_adapters] == [(4, 4), (4, 4)]
     losses = _losses(trainer)
     assert len(losses) == 3 and all(np.isfinite(losses))
@@ -156,17 +187,54 @@ def test_low_rank_code_is_exact_on_data_of_that_rank_and_the_best_fit_otherwise(
     basis = torch.linalg.qr(torch.randn(64, 8, generator=generator)).Q
     vectors = torch.randn(500, 8, generator=generator) @ basis.T + 3.0
     codec = FeatureCodec.fit(vectors, rank=8)
-    assert codec.width == 8 and codec.encode(vectors).dtype == torch.float16
-    assert torch.allclose(codec.decode(codec.encode(vectors)), vectors, atol=2e-2)
+    codes, scales = codec.encode(vectors)
+    assert codec.width == 8 and codes.dtype == torch.float16 and scales is None
+    assert torch.allclose(codec.decode(codes), vectors, atol=2e-2)
     # rank 4 keeps the 4 directions of largest variance: the error is that of the best rank-4 approximation
     noisy = vectors + 0.01 * torch.randn(vectors.shape, generator=generator)
     top4 = FeatureCodec.fit(noisy, rank=4)
-    error = float((top4.decode(top4.encode(noisy)) - noisy).square().sum())
+    error = float((top4.decode(top4.encode(noisy)[0]) - noisy).square().sum())
     singular = torch.linalg.svdvals(noisy - noisy.mean(0))
     assert error == pytest.approx(float(singular[4:].square().sum()), rel=5e-2)
     assert FeatureCodec.fit(vectors, rank=None).width == 64  # identity: every channel
     restored = FeatureCodec.from_state(codec.state("layer_3"), "layer_3", 64)
-    assert torch.equal(restored.decode(codec.encode(vectors)), codec.decode(codec.encode(vectors)))
+    assert torch.equal(restored.decode(codes), codec.decode(codes))
+
+
+def test_int8_codes_keep_every_coordinate_to_within_its_rounding_step():
+    generator = torch.Generator().manual_seed(0)
+    basis = torch.linalg.qr(torch.randn(64, 8, generator=generator)).Q
+    # coordinates of very different spreads: one scale per vector alone would round the weak ones away
+    coordinates = torch.randn(500, 8, generator=generator) * torch.tensor([100.0, 30, 10, 3, 1, 0.3, 0.1, 0.03])
+    vectors = coordinates @ basis.T
+    codec = FeatureCodec.fit(vectors, rank=8, code_dtype="int8")
+    codes, scales = codec.encode(vectors)
+    assert codes.dtype == torch.int8 and scales.dtype == torch.float16 and scales.shape == (500, 1)
+    decoded_coordinates = (codec.decode(codes, scales) - codec.mean) @ codec.basis
+    centred = (vectors - codec.mean) @ codec.basis
+    # each coordinate is off by at most half a step: (largest normalised coordinate / 127) / 2, times its spread
+    step = scales.float() * codec.spread
+    assert ((decoded_coordinates - centred).abs() <= 0.51 * step + 1e-4).all()
+    relative = (decoded_coordinates - centred).norm(dim=0) / centred.norm(dim=0)
+    assert float(relative.max()) < 0.02  # the weakest coordinate (spread 0.03) as well as the strongest
+    restored = FeatureCodec.from_state(codec.state("layer_1"), "layer_1", 64)
+    assert restored.code_dtype == "int8" and torch.equal(restored.decode(codes, scales), codec.decode(codes, scales))
+    with pytest.raises(ValueError, match="scales"):
+        codec.decode(codes)
+    identity = FeatureCodec.fit(vectors, rank=None, code_dtype="int8")  # every channel, int8
+    assert identity.width == 64
+    assert torch.allclose(identity.decode(*identity.encode(vectors)), vectors, atol=0.01 * float(vectors.abs().max()))
+
+
+def test_the_kept_tokens_are_evenly_spaced_first_to_last_and_found_again_from_the_mask():
+    mask = torch.tensor([[1] * 10 + [0] * 2, [1] * 3 + [0] * 9, [0] * 2 + [1] * 10])  # right and left padding
+    kept = text_token_positions(mask, 4)
+    assert kept[0].nonzero().flatten().tolist() == [0, 3, 6, 9]  # round(i * 9 / 3)
+    assert kept[1].nonzero().flatten().tolist() == [0, 1, 2]  # a short caption keeps every token
+    assert kept[2].nonzero().flatten().tolist() == [2, 5, 8, 11]  # ranks among the real tokens, not positions
+    assert torch.equal(text_token_positions(mask, 0), mask.bool())
+    with pytest.raises(ValueError, match="at least 2"):
+        text_token_positions(mask, 1)
 
 
 def test_a_sample_missing_from_the_cache_is_a_clear_error(caches, tmp_path):

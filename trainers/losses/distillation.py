@@ -188,10 +188,14 @@ def feature_distillation_loss(
         )
     if student.text_maps is not None:
         maps, mask = teacher.text_maps, token_mask
+        targets_at = teacher.text_target_mask  # a cache that kept only some tokens: compare those alone
         if not text_token_by_token:
             if not teacher.text_maps_pooled:
-                maps = [masked_segment_means(m.float(), teacher.text_attention_mask, text_segments) for m in maps]
+                over = teacher.text_attention_mask if targets_at is None else targets_at
+                maps = [masked_segment_means(m.float(), over, text_segments) for m in maps]
             mask = None
+        elif targets_at is not None:
+            mask = targets_at.to(mask.device) & mask.bool() if mask is not None else targets_at
         parts["text_feature_loss"] = weights.feature * feature_map_loss(
             [m.float() for m in student.text_maps], _teacher_maps(maps, -1, weights.standardize_teacher_maps),
             weights.smooth_l1_beta, token_mask=mask,

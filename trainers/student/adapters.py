@@ -300,6 +300,11 @@ def plan_distillation(
             "%s: text feature maps are distilled as %d mean(s) over runs of real tokens per caption, NOT token by "
             "token", reason, args.text_segments,
         )  # fmt: skip
+    if distil_text and uses_maps and token_by_token and layout.text_tokens:
+        logger.info(
+            "the teacher cache keeps at most %d evenly spaced tokens per caption: text feature maps are distilled "
+            "token by token at those tokens", layout.text_tokens,
+        )  # fmt: skip
     logger.info("stage-1 layer mapping (student -> teacher): image %s, text %s", image_pairs, text_pairs)
     teacher_embeddings = not uses_maps or args.embedding_loss_weight > 0
     return DistillationPlan(image_pairs, text_pairs, token_by_token, teacher_embeddings, args.text_segments)

@@ -6,14 +6,16 @@ Layout of a cache folder (every array a flat little-endian file, its dtype and s
     teacher_cache.json         the build: teacher identity (checkpoint and processor digests), layer mapping, grids,
                                compression, max_text_length, number of shards; the same for every shard
     images-00000-of-00004/     one complete shard of the image tower: sample_ids.bin (SHA-1 digests, 20 bytes each),
-                               layer_<k>.bin (float16 codes, rows x h x w x rank), embeds.bin (float16),
-                               codecs.safetensors (each layer's basis), shard.json (rows, shapes, SHA-256 per file)
-    texts-00000-of-00004/      the text tower: layer_<k>.bin (rows x rank when pooled; else tokens x rank with
+                               layer_<k>.bin (codes, rows x h x w x rank, int8 by default) and layer_<k>_scale.bin
+                               (float16, one scale per int8 vector), embeds.bin (+ embeds_scale.bin), codecs.safetensors
+                               (each layer's basis and spreads), shard.json (rows, shapes, SHA-256 per file)
+    texts-00000-of-00004/      the text tower: layer_<k>.bin (rows x rank when pooled; else kept tokens x rank with
                                token_offsets.bin), embeds.bin, ...
     .partial-<shard>-<id>/     a shard being written: renamed to its final name only once complete, never read
 
-What is stored (`compression.py`): image maps pooled to a grid per layer, maps standardised over channels as the loss
-does, each feature vector as its coordinates in a per-layer principal-component basis, in float16.
+What is stored (`compression.py`): image maps pooled to a grid per layer, text maps at evenly spaced tokens (at most a
+fixed number per caption), maps standardised over channels as the loss does, each feature vector as its coordinates in
+a per-layer principal-component basis, in int8 with a scale per vector (or float16).
 
 Samples are keyed by content, so the cache does not depend on order, shuffling, source mixing, ranks or shards: an
 image's id is the SHA-1 of its encoded file bytes, a text's id the SHA-1 of its teacher token ids (so a cache is only
@@ -42,7 +44,7 @@ from datasets.utils.file_utils import xopen
 from safetensors.torch import load_file
 
 from dcclip.trainers.data.schema import IMAGE_COLUMN
-from dcclip.trainers.teacher.compression import FeatureCodec
+from dcclip.trainers.teacher.compression import FeatureCodec, text_token_positions
 from dcclip.trainers.teacher.targets import TeacherLayout, TeacherTargets
 
 logger = logging.getLogger(__name__)
@@ -110,9 +112,11 @@ class _Shard:
         self.rows = int(self.manifest["rows"])
         tensors = load_file(str(path / CODECS_FILE))
         self.codecs = {
-            int(k): FeatureCodec.from_state(tensors, f"layer_{k}", channels)
+            f"layer_{k}": FeatureCodec.from_state(tensors, f"layer_{k}", channels)
             for k, channels in self.manifest["channels"].items()
         }
+        # caches written before int8 codes store float16 embeddings without a codec
+        self.codecs["embeds"] = FeatureCodec.from_state(tensors, "embeds", 0)
         self._arrays: dict[str, np.ndarray] = {}
         self._pid = None
 
@@ -125,6 +129,15 @@ class _Shard:
                 self.path / f"{name}.bin", dtype=np.dtype(info["dtype"]), mode="r", shape=tuple(info["shape"])
             )
         return self._arrays[name]
+
+    def decoded(self, name: str, rows) -> torch.Tensor:
+        """Array `name` (`layer_<k>` or `embeds`) at `rows` (indices or a slice), decoded to float32."""
+        codes = torch.from_numpy(np.array(self.array(name)[rows]))
+        scale_name = f"{name}_scale"
+        scales = None
+        if scale_name in self.manifest["arrays"]:  # int8 codes
+            scales = torch.from_numpy(np.array(self.array(scale_name)[rows]))
+        return self.codecs[name].decode(codes, scales)
 
     def payload_bytes(self) -> int:
         """Bytes of the per-row files (everything but the per-shard codecs and manifest)."""
@@ -302,9 +315,8 @@ class TeacherCache:
         for number, (positions, rows) in self._by_shard(found).items():
             shard = self.shards["images"][number]
             for k in layers:
-                codes = torch.from_numpy(np.asarray(shard.array(f"layer_{k}")[rows]))
-                maps[k][positions] = shard.codecs[k].decode(codes).permute(0, 3, 1, 2)
-            embeds[positions] = torch.from_numpy(np.asarray(shard.array("embeds")[rows]))
+                maps[k][positions] = shard.decoded(f"layer_{k}", rows).permute(0, 3, 1, 2)
+            embeds[positions] = shard.decoded("embeds", rows).to(embeds.dtype)
         return TeacherTargets(image_maps=[maps[k] for k in layers], image_embeds=embeds)
 
     def text_targets(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, layers: Sequence[int]) -> TeacherTargets:
@@ -313,26 +325,28 @@ class TeacherCache:
             raise ValueError(f"the teacher cache {self.folder} holds no text targets; it was built without text data")
         ids = [bytes.fromhex(i) for i in ids_of_rows(input_ids, attention_mask)]
         found = self._locate("texts", ids, "text")
-        width, real, pooled = self.layout.text_width, attention_mask.bool(), self.layout.text_pooled
+        width, pooled = self.layout.text_width, self.layout.text_pooled
+        # the tokens that carry a target: every real token, or the ones the cache kept (found again from the mask)
+        kept = text_token_positions(attention_mask, self.layout.text_tokens)
         shape = (len(ids), self.layout.text_segments, width) if pooled else (*attention_mask.shape, width)
         maps = {k: torch.zeros(shape) for k in layers}  # padding positions carry no target
         embeds = torch.empty(len(ids), self.layout.projection_dim, dtype=torch.float16)
         for number, (positions, rows) in self._by_shard(found).items():
             shard = self.shards["texts"][number]
             for k in layers:
-                stored = shard.array(f"layer_{k}")
                 if pooled:  # (rows, segments, width); caches from before segments store (rows, width)
-                    decoded = shard.codecs[k].decode(torch.from_numpy(np.asarray(stored[rows])))
+                    decoded = shard.decoded(f"layer_{k}", rows)
                     maps[k][positions] = decoded.view(len(rows), self.layout.text_segments, width)
                     continue
                 offsets = shard.array("token_offsets")[:, 0]
                 for position, row in zip(positions, rows):
-                    codes = torch.from_numpy(np.array(stored[offsets[row] : offsets[row + 1]]))
-                    maps[k][position, real[position]] = shard.codecs[k].decode(codes)
-            embeds[positions] = torch.from_numpy(np.asarray(shard.array("embeds")[rows]))
+                    tokens = slice(offsets[row], offsets[row + 1])
+                    maps[k][position, kept[position]] = shard.decoded(f"layer_{k}", tokens)
+            embeds[positions] = shard.decoded("embeds", rows).to(embeds.dtype)
+        subsampled = not pooled and self.layout.text_tokens > 0
         return TeacherTargets(
             text_maps=[maps[k] for k in layers], text_attention_mask=attention_mask, text_maps_pooled=pooled,
-            text_embeds=embeds,
+            text_target_mask=kept if subsampled else None, text_embeds=embeds,
         )  # fmt: skip
 
 
@@ -362,4 +376,5 @@ class CachedTeacherTargets:
             texts = self.cache.text_targets(input_ids, attention_mask, self.text_layers)
             targets.text_maps, targets.text_embeds = texts.text_maps, texts.text_embeds
             targets.text_attention_mask, targets.text_maps_pooled = attention_mask, texts.text_maps_pooled
+            targets.text_target_mask = texts.text_target_mask
         return targets

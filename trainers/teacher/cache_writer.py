@@ -39,7 +39,7 @@ from dcclip.trainers.teacher.cache import (
     image_sample_id,
     shard_name,
 )
-from dcclip.trainers.teacher.compression import FeatureCodec, pool_grid
+from dcclip.trainers.teacher.compression import FeatureCodec, pool_grid, text_token_positions
 from dcclip.trainers.teacher.geometry import masked_segment_means
 from dcclip.trainers.teacher.model import DistillationTeacher
 from dcclip.trainers.teacher.targets import TeacherLayout
@@ -61,6 +61,9 @@ class CacheCompression:
         text_pooled: text maps pooled over real tokens (`text_segments` vectors per caption) instead of token by
             token.
         standardized: maps standardised over channels before storage (the loss's `standardize_teacher_maps`).
+        text_segments: means per pooled caption.
+        text_tokens: token by token, the real tokens kept per caption (`compression.text_token_positions`; 0: all).
+        code_dtype: `"int8"` (with a float16 scale per vector) or `"float16"` codes, for maps and embeddings.
     """
 
     image_grids: dict[int, tuple[int, int]]
@@ -69,6 +72,8 @@ class CacheCompression:
     text_pooled: bool
     standardized: bool
     text_segments: int = 1
+    text_tokens: int = 0
+    code_dtype: str = "int8"
 
 
 def cache_description(
@@ -88,6 +93,7 @@ def cache_description(
     stored.cached_image_grids = [list(compression.image_grids[k]) for k in image_layers]
     stored.text_pooled = compression.text_pooled
     stored.text_segments = compression.text_segments if compression.text_pooled else 1
+    stored.text_tokens = 0 if compression.text_pooled else compression.text_tokens
     stored.maps_standardized = compression.standardized
     return {
         "format": FORMAT,
@@ -96,7 +102,7 @@ def cache_description(
         "num_shards": num_shards,
         "ranks": {"image": {str(k): compression.image_ranks[k] for k in image_layers},
                   "text": {str(k): compression.text_ranks[k] for k in text_layers}},
-        "dtype": "float16",
+        "dtype": compression.code_dtype,
         "logit_scale": logit_scale,
         "layout": json.loads(json.dumps(asdict(stored))),  # tuples as lists, as they read back
     }
@@ -318,6 +324,7 @@ def _text_rows(
         input_ids, attention_mask = encoded["input_ids"][keep], encoded["attention_mask"][keep]
         targets = teacher(input_ids=input_ids, attention_mask=attention_mask, text_layers=layers)
         mask = attention_mask.to(teacher.device)
+        kept = text_token_positions(mask, compression.text_tokens)
         maps = {}
         for k, tokens in zip(layers, targets.text_maps):
             tokens = tokens.float()
@@ -328,7 +335,7 @@ def _text_rows(
             if compression.text_pooled:
                 maps[k] = tokens.cpu()
             else:
-                maps[k] = [tokens[row][mask[row].bool()].cpu() for row in range(len(keep))]
+                maps[k] = [tokens[row][kept[row]].cpu() for row in range(len(keep))]
         yield _Rows([ids[i] for i in keep], maps, targets.text_embeds.float().cpu())
 
 
@@ -340,21 +347,31 @@ def _vectors(maps: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
 
 
 def _write_tower(
-    rows: Iterator[_Rows], writer: _ShardWriter, ranks: Mapping[int, int | None], fit_vectors: int, start: float
-) -> dict:
-    """Fit each layer's codec on the first `fit_vectors` feature vectors (holding those batches), then encode and
-    write every batch; returns the shard's manifest."""
+    rows: Iterator[_Rows], writer: _ShardWriter, ranks: Mapping[int, int | None], code_dtype: str, fit_vectors: int,
+    start: float,
+) -> dict:  # fmt: skip
+    """Fit each layer's codec (and the embeddings') on the first `fit_vectors` feature vectors (holding those
+    batches), then encode and write every batch; returns the shard's manifest."""
     layers = list(ranks)
     held: list[_Rows] = []  # the first batches, until the codecs are fitted on them
     codecs: dict[int, FeatureCodec] = {}
+    embeds_codec: list[FeatureCodec] = []
     count = 0
     token_lengths: list[int] = []
 
     def fit_and_flush() -> None:
-        codecs.update({k: FeatureCodec.fit(torch.cat([_vectors(b.maps[k]) for b in held]), ranks[k]) for k in layers})
+        for k in layers:
+            codecs[k] = FeatureCodec.fit(torch.cat([_vectors(b.maps[k]) for b in held]), ranks[k], code_dtype)
+        embeds_codec.append(FeatureCodec.fit(torch.cat([b.embeds for b in held]), None, code_dtype))
         for waiting in held:
             write(waiting)
         held.clear()
+
+    def append_codes(name: str, codec: FeatureCodec, vectors: torch.Tensor) -> None:
+        codes, scales = codec.encode(vectors)
+        writer.append(name, codes.numpy())
+        if scales is not None:
+            writer.append(f"{name}_scale", scales.numpy())
 
     def write(batch: _Rows) -> None:
         nonlocal count
@@ -365,8 +382,8 @@ def _write_tower(
                 if k == layers[0]:
                     token_lengths.extend(len(m) for m in maps)
                 maps = _vectors(maps)
-            writer.append(f"layer_{k}", codecs[k].encode(maps).numpy())
-        writer.append("embeds", batch.embeds.to(torch.float16).numpy())
+            append_codes(f"layer_{k}", codecs[k], maps)
+        append_codes("embeds", embeds_codec[0], batch.embeds)
         count += len(batch.ids)
 
     for batch in rows:
@@ -381,6 +398,8 @@ def _write_tower(
     if token_lengths:
         writer.append("token_offsets", np.concatenate([[0], np.cumsum(token_lengths)]).astype(np.int64)[:, None])
     tensors = {name: t for k, codec in codecs.items() for name, t in codec.state(f"layer_{k}").items()}
+    if embeds_codec:
+        tensors.update(embeds_codec[0].state("embeds"))
     channels = {str(k): codec.channels for k, codec in codecs.items()}
     extra = {"layers": layers, "channels": channels, "build_seconds": round(time.perf_counter() - start, 3)}
     return writer.finish(count, tensors, extra)
@@ -404,7 +423,7 @@ def write_cache_shards(
         description: the build's `teacher_cache.json` (`cache_description`), the same for every shard.
         image_samples / text_samples: this shard's canonical samples (`{"image": cell}` / `{"captions_en": ...}`);
             None writes no shard for that tower.
-        compression: grids, rank, text pooling and standardisation of the stored maps.
+        compression: grids, ranks, text pooling or kept tokens, standardisation and code dtype.
         shard_index: this shard (0-based) of `description["num_shards"]`.
         fit_vectors: feature vectors per layer that each shard's basis is fitted on.
     """
@@ -423,7 +442,9 @@ def write_cache_shards(
             layers, ranks = list(layout["cached_text_layers"]), compression.text_ranks
             rows = _text_rows(teacher, samples, layers, max_text_length, compression, batch_size)
         writer = _ShardWriter(folder, shard_name(tower, shard_index, num_shards))
-        manifests[tower] = _write_tower(rows, writer, {k: ranks[k] for k in layers}, fit_vectors, start)
+        manifests[tower] = _write_tower(
+            rows, writer, {k: ranks[k] for k in layers}, compression.code_dtype, fit_vectors, start
+        )
         logger.info("teacher cache shard %s: %d rows in %.1f s", writer.final.name, manifests[tower]["rows"],
                     manifests[tower]["build_seconds"])  # fmt: skip
     return manifests

@@ -26,6 +26,8 @@ class TeacherLayout:
         text_segments: runs of tokens each pooled caption keeps a mean of (`geometry.masked_segment_means`); caches
             written before segments existed hold one.
         maps_standardized: for a cache that stores maps already standardised over channels (the loss's transform).
+        text_tokens: for a cache that stores text token by token, the real tokens it keeps per caption
+            (`compression.text_token_positions`); 0: every token.
     """
 
     num_image_layers: int
@@ -40,6 +42,7 @@ class TeacherLayout:
     text_pooled: bool = False
     text_segments: int = 1
     maps_standardized: bool = False
+    text_tokens: int = 0
 
     def image_grid_of(self, layer: int) -> tuple[int, int]:
         """The grid teacher image layer `layer`'s targets come on: its cached grid, else the patch grid."""
@@ -77,6 +80,8 @@ class TeacherTargets:
         text_maps: selected text hidden states, `(B, T, C)` each, or `(B, segments, C)` when read from a cache that
             stores pooled text (`text_maps_pooled`).
         text_attention_mask: the teacher's own token mask (differs from the student's when tokenizers differ).
+        text_target_mask: `(B, T)`, the tokens that carry a target when a cache keeps only some of each caption's
+            tokens (`TeacherLayout.text_tokens`); None: every real token does.
         text_maps_pooled: whether `text_maps` are already segment means (a pooled cache), not tokens.
         logit_scale: the teacher's log temperature (0-dim tensor).
     """
@@ -86,6 +91,7 @@ class TeacherTargets:
     image_maps: list[torch.Tensor] | None = None
     text_maps: list[torch.Tensor] | None = None
     text_attention_mask: torch.Tensor | None = None
+    text_target_mask: torch.Tensor | None = None
     text_maps_pooled: bool = False
     logit_scale: torch.Tensor | None = None
 
