@@ -174,7 +174,8 @@ def feature_distillation_loss(
         student: the adapted student outputs; a part is computed for each tower whose maps / embeddings it holds.
         teacher: the teacher's targets for the same batch.
         weights: loss weights and shape.
-        token_mask: the student's `(batch, tokens)` mask of real tokens (text maps compared token by token).
+        token_mask: the student's `(batch, tokens)` mask of real tokens (text maps compared token by token),
+            narrowed to `teacher.text_target_mask` where a cache kept only some tokens of each caption.
         text_token_by_token: False when student and teacher tokenizers differ (or a cache stores pooled text): the
             teacher's text maps are then pooled into `text_segments` means over runs of its own real tokens, as the
             student's are over the student's (a pooled cache's maps come pooled already).

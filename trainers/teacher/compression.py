@@ -42,7 +42,7 @@ def text_token_positions(attention_mask: torch.Tensor, tokens: int) -> torch.Ten
         raise ValueError(f"a cache keeps 0 (every) or at least 2 tokens per caption, got {tokens}")
     lengths = real.sum(dim=1, keepdim=True)  # (batch, 1)
     rank = real.long().cumsum(dim=1) - 1  # each token's position among its caption's real tokens
-    steps = torch.arange(tokens, dtype=torch.float64).unsqueeze(0)
+    steps = torch.arange(tokens, dtype=torch.float64, device=real.device).unsqueeze(0)
     picked = (steps * (lengths - 1).double() / (tokens - 1)).round().long()  # (batch, tokens)
     chosen = (rank.unsqueeze(-1) == picked.unsqueeze(1)).any(dim=-1)
     return real & (chosen | (lengths <= tokens))
