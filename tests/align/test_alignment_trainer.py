@@ -315,3 +315,21 @@ def test_non_finite_weights_at_the_end_of_training_stop_before_the_final_save(
     trainer = _trainer(make_scenes_student(), args, scenes_processor, train_data, callbacks=[_PoisonWeightAtStep(3)])
     with pytest.raises(NonFiniteTrainingError, match="at the end of training, before the final save"):
         trainer.train()
+
+
+def test_the_weights_check_reads_only_the_real_elements_of_a_zero3_partition():
+    from torch import nn
+
+    from dcclip.trainers.callbacks.finite_training import all_finite, non_finite_parameters, owned_values
+
+    # DeepSpeed ZeRO-3 pads each parameter to equal partitions and leaves the padding uninitialised: a 3-element
+    # parameter on 2 ranks is 2 real elements on rank 0, 1 real element and 1 of padding on rank 1.
+    parameter = nn.Parameter(torch.empty(0))
+    parameter.ds_numel = 3
+    parameter.ds_tensor = torch.tensor([1.0, float("nan")])
+    assert torch.equal(owned_values(parameter, rank=1), torch.tensor([1.0]))  # the NaN is padding
+    assert not all_finite(owned_values(parameter, rank=0))  # on rank 0 both elements are weights
+    assert owned_values(parameter, rank=2).numel() == 0  # a rank past the end holds only padding
+    model = nn.Module()
+    model.logit_scale = parameter
+    assert non_finite_parameters(model) == ["logit_scale"]  # no process group: rank 0

@@ -47,11 +47,25 @@ def all_finite(tensor: torch.Tensor) -> bool:
     return bool(torch.isfinite(torch.stack(torch.aminmax(tensor.detach()))).all())
 
 
+def owned_values(parameter: torch.Tensor, rank: int | None = None) -> torch.Tensor:
+    """The values of `parameter` this rank holds: the whole tensor, or under ZeRO-3 the real elements of this rank's
+    partition (`ds_tensor`). A partition is padded to equal sizes and DeepSpeed leaves the padding uninitialised (the
+    one-element `logit_scale` on 2 ranks is all padding on rank 1), so reading it would find NaNs that are not
+    weights. `rank`: this rank in the parameter's partition group (default: looked up)."""
+    partition = getattr(parameter, "ds_tensor", None)
+    if partition is None:
+        return parameter
+    if rank is None:
+        initialized = dist.is_available() and dist.is_initialized()
+        rank = dist.get_rank(group=getattr(parameter, "ds_process_group", None)) if initialized else 0
+    size = partition.numel()
+    real = max(0, min(size, int(parameter.ds_numel) - rank * size))
+    return partition.detach().reshape(-1).narrow(0, 0, real)
+
+
 def non_finite_parameters(model: nn.Module) -> list[str]:
     """Names of the parameters holding a NaN or an infinite value (under ZeRO-3: in this rank's partition)."""
-    return [
-        name for name, parameter in model.named_parameters() if not all_finite(getattr(parameter, "ds_tensor", parameter))
-    ]
+    return [name for name, parameter in model.named_parameters() if not all_finite(owned_values(parameter))]
 
 
 class FiniteWeightsCheck(TrainerCallback):
