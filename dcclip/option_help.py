@@ -177,20 +177,25 @@ def parse_dataclass_arguments(command: str, dataclass_types: Sequence[type], arg
     from dcclip.command_errors import UsageError
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    if wants_help(argv):
+    help_wanted = wants_help(argv)
+    if help_wanted:
         from dcclip.stage_help import stored_options
 
-        options = stored_options(command)
-        if options is None:
-            from transformers import HfArgumentParser
-
-            options = describe_actions(HfArgumentParser(dataclass_types, prog=f"dcclip {command}")._actions)
-        print(CommandHelp(command, [OptionGroup(None, options)], epilog=epilog).render())
-        raise SystemExit(0)
+        _print_help_and_exit(command, stored_options(command), epilog)
     from transformers import HfArgumentParser
 
     parser = HfArgumentParser(dataclass_types, prog=f"dcclip {command}")
+    if help_wanted:  # no stored description (another transformers): described live
+        _print_help_and_exit(command, describe_actions(parser._actions), epilog)
     try:
         return tuple(parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False))
     except (ValueError, TypeError) as error:  # a dataclass's own check (__post_init__)
         raise UsageError(str(error)) from error
+
+
+def _print_help_and_exit(command: str, options: list[OptionHelp] | None, epilog: str | None) -> None:
+    """Print `command`'s help from `options` and exit 0; return when there are none to print."""
+    if options is None:
+        return
+    print(CommandHelp(command, [OptionGroup(None, options)], epilog=epilog).render())
+    raise SystemExit(0)

@@ -326,8 +326,9 @@ class TeacherCache:
         ids = [bytes.fromhex(i) for i in ids_of_rows(input_ids, attention_mask)]
         found = self._locate("texts", ids, "text")
         width, pooled = self.layout.text_width, self.layout.text_pooled
-        # the tokens that carry a target: every real token, or the ones the cache kept (found again from the mask)
-        kept = text_token_positions(attention_mask, self.layout.text_tokens)
+        # token by token, the tokens that carry a target: every real token, or the ones the cache kept (found again
+        # from the mask)
+        kept = None if pooled else text_token_positions(attention_mask, self.layout.text_tokens)
         shape = (len(ids), self.layout.text_segments, width) if pooled else (*attention_mask.shape, width)
         maps = {k: torch.zeros(shape) for k in layers}  # padding positions carry no target
         embeds = torch.empty(len(ids), self.layout.projection_dim, dtype=torch.float16)

@@ -354,21 +354,21 @@ def _write_tower(
     batches), then encode and write every batch; returns the shard's manifest."""
     layers = list(ranks)
     held: list[_Rows] = []  # the first batches, until the codecs are fitted on them
-    codecs: dict[int, FeatureCodec] = {}
-    embeds_codec: list[FeatureCodec] = []
+    codecs: dict[str, FeatureCodec] = {}  # by array name: `layer_<k>` and `embeds`, as the reader keys them
     count = 0
     token_lengths: list[int] = []
 
     def fit_and_flush() -> None:
         for k in layers:
-            codecs[k] = FeatureCodec.fit(torch.cat([_vectors(b.maps[k]) for b in held]), ranks[k], code_dtype)
-        embeds_codec.append(FeatureCodec.fit(torch.cat([b.embeds for b in held]), None, code_dtype))
+            vectors = torch.cat([_vectors(b.maps[k]) for b in held])
+            codecs[f"layer_{k}"] = FeatureCodec.fit(vectors, ranks[k], code_dtype)
+        codecs["embeds"] = FeatureCodec.fit(torch.cat([b.embeds for b in held]), None, code_dtype)
         for waiting in held:
             write(waiting)
         held.clear()
 
-    def append_codes(name: str, codec: FeatureCodec, vectors: torch.Tensor) -> None:
-        codes, scales = codec.encode(vectors)
+    def append_codes(name: str, vectors: torch.Tensor) -> None:
+        codes, scales = codecs[name].encode(vectors)
         writer.append(name, codes.numpy())
         if scales is not None:
             writer.append(f"{name}_scale", scales.numpy())
@@ -382,8 +382,8 @@ def _write_tower(
                 if k == layers[0]:
                     token_lengths.extend(len(m) for m in maps)
                 maps = _vectors(maps)
-            append_codes(f"layer_{k}", codecs[k], maps)
-        append_codes("embeds", embeds_codec[0], batch.embeds)
+            append_codes(f"layer_{k}", maps)
+        append_codes("embeds", batch.embeds)
         count += len(batch.ids)
 
     for batch in rows:
@@ -397,10 +397,8 @@ def _write_tower(
         fit_and_flush()
     if token_lengths:
         writer.append("token_offsets", np.concatenate([[0], np.cumsum(token_lengths)]).astype(np.int64)[:, None])
-    tensors = {name: t for k, codec in codecs.items() for name, t in codec.state(f"layer_{k}").items()}
-    if embeds_codec:
-        tensors.update(embeds_codec[0].state("embeds"))
-    channels = {str(k): codec.channels for k, codec in codecs.items()}
+    tensors = {key: t for name, codec in codecs.items() for key, t in codec.state(name).items()}
+    channels = {str(k): codecs[f"layer_{k}"].channels for k in layers if f"layer_{k}" in codecs}
     extra = {"layers": layers, "channels": channels, "build_seconds": round(time.perf_counter() - start, 3)}
     return writer.finish(count, tensors, extra)
 
