@@ -177,25 +177,22 @@ def parse_dataclass_arguments(command: str, dataclass_types: Sequence[type], arg
     from dcclip.command_errors import UsageError
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    help_wanted = wants_help(argv)
-    if help_wanted:
+    if wants_help(argv):
         from dcclip.stage_help import stored_options
 
-        _print_help_and_exit(command, stored_options(command), epilog)
-    from transformers import HfArgumentParser
-
-    parser = HfArgumentParser(dataclass_types, prog=f"dcclip {command}")
-    if help_wanted:  # no stored description (another transformers): described live
-        _print_help_and_exit(command, describe_actions(parser._actions), epilog)
+        options = stored_options(command)
+        if options is None:  # no stored description (another transformers): described live
+            options = describe_actions(_parser(command, dataclass_types)._actions)
+        print(CommandHelp(command, [OptionGroup(None, options)], epilog=epilog).render())
+        raise SystemExit(0)
     try:
-        return tuple(parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False))
+        return tuple(_parser(command, dataclass_types).parse_args_into_dataclasses(args=argv, look_for_args_file=False))
     except (ValueError, TypeError) as error:  # a dataclass's own check (__post_init__)
         raise UsageError(str(error)) from error
 
 
-def _print_help_and_exit(command: str, options: list[OptionHelp] | None, epilog: str | None) -> None:
-    """Print `command`'s help from `options` and exit 0; return when there are none to print."""
-    if options is None:
-        return
-    print(CommandHelp(command, [OptionGroup(None, options)], epilog=epilog).render())
-    raise SystemExit(0)
+def _parser(command: str, dataclass_types: Sequence[type]):
+    """`HfArgumentParser` of `dataclass_types` for `dcclip <command>` (imports transformers)."""
+    from transformers import HfArgumentParser
+
+    return HfArgumentParser(dataclass_types, prog=f"dcclip {command}")

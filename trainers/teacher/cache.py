@@ -334,15 +334,17 @@ class TeacherCache:
         embeds = torch.empty(len(ids), self.layout.projection_dim, dtype=torch.float16)
         for number, (positions, rows) in self._by_shard(found).items():
             shard = self.shards["texts"][number]
-            for k in layers:
-                if pooled:  # (rows, segments, width); caches from before segments store (rows, width)
+            if pooled:  # (rows, segments, width); caches from before segments store (rows, width)
+                for k in layers:
                     decoded = shard.decoded(f"layer_{k}", rows)
                     maps[k][positions] = decoded.view(len(rows), self.layout.text_segments, width)
-                    continue
+            else:  # each layer's kept tokens of all these rows decoded at once, then placed at (caption, token)
                 offsets = shard.array("token_offsets")[:, 0]
-                for position, row in zip(positions, rows):
-                    tokens = slice(offsets[row], offsets[row + 1])
-                    maps[k][position, kept[position]] = shard.decoded(f"layer_{k}", tokens)
+                stored = np.concatenate([np.arange(offsets[row], offsets[row + 1]) for row in rows])
+                caption, token = kept[positions].nonzero(as_tuple=True)  # row-major: the order the rows are stored
+                at = (torch.as_tensor(positions)[caption], token)
+                for k in layers:
+                    maps[k][at] = shard.decoded(f"layer_{k}", stored)
             embeds[positions] = shard.decoded("embeds", rows).to(embeds.dtype)
         subsampled = not pooled and self.layout.text_tokens > 0
         return TeacherTargets(

@@ -324,7 +324,7 @@ def _text_rows(
         input_ids, attention_mask = encoded["input_ids"][keep], encoded["attention_mask"][keep]
         targets = teacher(input_ids=input_ids, attention_mask=attention_mask, text_layers=layers)
         mask = attention_mask.to(teacher.device)
-        kept = text_token_positions(mask, compression.text_tokens)
+        kept = None if compression.text_pooled else text_token_positions(mask, compression.text_tokens)
         maps = {}
         for k, tokens in zip(layers, targets.text_maps):
             tokens = tokens.float()
